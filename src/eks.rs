@@ -1,0 +1,483 @@
+//! Amazon EKS: bearer tokens minted locally (a SigV4-presigned STS
+//! `GetCallerIdentity` URL), from the standard AWS credential chain, optionally
+//! through an assumed role whose session is cached too.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_config::BehaviorVersion;
+use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_config::provider_config::ProviderConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_sts::error::DisplayErrorContext;
+use aws_sigv4::http_request::{
+    SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
+};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use aws_types::region::Region;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::{self, CacheKey, Entry, KeyBuilder, Secret};
+use crate::error::{Error, Result};
+use crate::token::{MintContext, Minted, TokenSource, within};
+
+/// What both reference clients report: the server accepts a token for 15 minutes.
+pub const TOKEN_LIFETIME_SECS: i64 = 14 * 60;
+/// Assumed-role sessions are reused only while they outlive a whole token.
+const ROLE_SESSION_MIN_LEFT_SECS: i64 = 15 * 60;
+
+/// `fleetctx token eks`: one cluster, reached as one identity.
+#[derive(Clone, Debug)]
+pub struct EksToken {
+    pub cluster: String,
+    /// Outposts local clusters are identified by their id, not their name.
+    pub cluster_id: Option<String>,
+    pub region: String,
+    pub profile: Option<String>,
+    pub role_arn: Option<String>,
+}
+
+/// The STS host that EKS accepts in a token for `region` (never an endpoint
+/// override: the token's host is checked by the cluster, not by us).
+pub fn sts_host(region: &str) -> String {
+    let domain = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else if region.starts_with("us-isob-") {
+        "sc2s.sgov.gov"
+    } else if region.starts_with("us-iso-") {
+        "c2s.ic.gov"
+    } else {
+        "amazonaws.com"
+    };
+    format!("sts.{region}.{domain}")
+}
+
+/// The presigned `GetCallerIdentity` URL that is the token's payload.
+pub fn presigned_url(
+    credentials: &Credentials,
+    cluster_id: &str,
+    region: &str,
+    at: SystemTime,
+) -> Result<String> {
+    let url = format!(
+        "https://{}/?Action=GetCallerIdentity&Version=2011-06-15",
+        sts_host(region)
+    );
+    let identity: Identity = credentials.clone().into();
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(Duration::from_secs(60));
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("sts")
+        .time(at)
+        .settings(settings)
+        .build()
+        .map_err(|e| Error::new("could not set up SigV4 signing").cause(e))?
+        .into();
+    let signing_failed = |e: aws_sigv4::http_request::SigningError| {
+        Error::new(format!(
+            "could not sign the EKS token for cluster {cluster_id}"
+        ))
+        .cause(e)
+    };
+    let request = SignableRequest::new(
+        "GET",
+        &url,
+        [("x-k8s-aws-id", cluster_id)].into_iter(),
+        SignableBody::Bytes(&[]),
+    )
+    .map_err(signing_failed)?;
+    let (instructions, _signature) = sign(request, &params).map_err(signing_failed)?.into_parts();
+    let mut http_request = http::Request::builder()
+        .uri(&url)
+        .body(())
+        .map_err(|e| Error::new("could not build the STS URL").cause(e))?;
+    instructions.apply_to_request_http1x(&mut http_request);
+    Ok(http_request.uri().to_string())
+}
+
+/// `k8s-aws-v1.` + base64url (no padding) of the presigned URL.
+pub fn token_from_url(url: &str) -> String {
+    format!(
+        "k8s-aws-v1.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(url)
+    )
+}
+
+impl EksToken {
+    /// The profile the AWS CLI would use: `--profile`, else `AWS_PROFILE`, else `AWS_DEFAULT_PROFILE`.
+    fn effective_profile(&self) -> Option<String> {
+        self.profile
+            .clone()
+            .or_else(|| std::env::var("AWS_PROFILE").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_PROFILE").ok())
+            .filter(|p| !p.is_empty())
+    }
+
+    fn profile_label(&self) -> String {
+        self.effective_profile()
+            .unwrap_or_else(|| "default".to_string())
+    }
+
+    /// The parts of a key that pick the base AWS identity.
+    fn identity_key(&self, kind: &'static str) -> KeyBuilder {
+        let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
+        let aws_file = |var: &str, name: &str| {
+            std::env::var_os(var)
+                .map(PathBuf::from)
+                .or_else(|| home.as_ref().map(|h| h.join(".aws").join(name)))
+        };
+        let mut key = KeyBuilder::new(kind)
+            .part("explicit-profile", self.profile.as_deref())
+            .part("profile", self.effective_profile().as_deref())
+            .file(
+                "config-file",
+                aws_file("AWS_CONFIG_FILE", "config").as_deref(),
+            )
+            .file(
+                "credentials-file",
+                aws_file("AWS_SHARED_CREDENTIALS_FILE", "credentials").as_deref(),
+            );
+        for var in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_STS",
+        ] {
+            key = key.env(var);
+        }
+        key
+    }
+
+    fn role_key(&self, role_arn: &str) -> CacheKey {
+        self.identity_key("aws-role")
+            .part("role-arn", Some(role_arn))
+            .finish()
+    }
+
+    fn no_credentials(&self, cause: impl std::fmt::Display) -> Error {
+        let profile = self.profile_label();
+        Error::new(format!(
+            "could not load AWS credentials (profile {profile}) for EKS cluster {} in {}",
+            self.cluster, self.region
+        ))
+        .because(cause.to_string())
+        .hint(format!(
+            "run `aws sso login --profile {profile}` if the profile uses SSO, or `aws configure --profile {profile}`; `aws sts get-caller-identity --profile {profile}` shows what the AWS CLI sees"
+        ))
+    }
+
+    /// The standard chain. An explicit `--profile` wins over environment keys,
+    /// as it does for the AWS CLI.
+    async fn base_provider(&self) -> SharedCredentialsProvider {
+        let region = Region::new(self.region.clone());
+        match &self.profile {
+            Some(profile) => SharedCredentialsProvider::new(
+                ProfileFileCredentialsProvider::builder()
+                    .configure(&ProviderConfig::default().with_region(Some(region)))
+                    .profile_name(profile)
+                    .build(),
+            ),
+            None => SharedCredentialsProvider::new(
+                DefaultCredentialsChain::builder()
+                    .region(region)
+                    .build()
+                    .await,
+            ),
+        }
+    }
+
+    async fn assume_role(
+        &self,
+        base: SharedCredentialsProvider,
+        role_arn: &str,
+        timeout: Duration,
+    ) -> Result<Credentials> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(self.region.clone()))
+            .credentials_provider(base)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(timeout)
+                    .build(),
+            );
+        if let Some(profile) = &self.profile {
+            loader = loader.profile_name(profile);
+        }
+        let config = loader.load().await;
+        let sts = aws_sdk_sts::Client::new(&config);
+        let answer = sts
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name(format!("fleetctx-{}", cache::now()))
+            .send()
+            .await
+            .map_err(|e| {
+                let profile = self.profile_label();
+                Error::new(format!(
+                    "could not assume role {role_arn} (profile {profile}) for EKS cluster {}",
+                    self.cluster
+                ))
+                .because(DisplayErrorContext(&e).to_string())
+                .hint(format!(
+                    "check that the role's trust policy lets this identity assume it; `aws sts assume-role --role-arn {role_arn} --role-session-name test --profile {profile}` reproduces the call"
+                ))
+            })?;
+        let session = answer.credentials().ok_or_else(|| {
+            Error::new(format!(
+                "STS answered AssumeRole for {role_arn} without credentials"
+            ))
+        })?;
+        let expiry = SystemTime::try_from(*session.expiration()).ok();
+        Ok(Credentials::new(
+            session.access_key_id(),
+            session.secret_access_key(),
+            Some(session.session_token().to_string()),
+            expiry,
+            "fleetctx-assume-role",
+        ))
+    }
+
+    /// Role credentials, from the cache when a session still outlives a token.
+    async fn role_credentials(
+        &self,
+        role_arn: &str,
+        context: &MintContext<'_>,
+    ) -> Result<Credentials> {
+        let key = self.role_key(role_arn);
+        let cache = context.cache;
+        let usable_until = cache::now() + ROLE_SESSION_MIN_LEFT_SECS;
+        if let Some(hit) = cache.and_then(|c| c.get(&key, usable_until)) {
+            if let Some(credentials) = RoleSession::decode(&hit) {
+                return Ok(credentials);
+            }
+        }
+        let _lock = match cache {
+            Some(c) => Some(c.lock(
+                &key,
+                context.options.lock_timeout,
+                &format!("the session for role {role_arn}"),
+            )?),
+            None => None,
+        };
+        if let Some(hit) = cache.and_then(|c| c.get(&key, usable_until)) {
+            if let Some(credentials) = RoleSession::decode(&hit) {
+                return Ok(credentials);
+            }
+        }
+        let timeout = context.options.timeout;
+        let base = self.base_provider().await;
+        let credentials = self.assume_role(base, role_arn, timeout).await?;
+        if let Some(cache) = cache {
+            let expires_at = expiry_secs(&credentials).unwrap_or(cache::now() + 900);
+            let identity = format!("role {role_arn} via profile {}", self.profile_label());
+            let entry = Entry::new(
+                &key,
+                identity,
+                expires_at,
+                RoleSession::encode(&credentials),
+            );
+            cache::put_or_warn(cache, &key, &entry);
+        }
+        Ok(credentials)
+    }
+}
+
+/// An assumed-role session as stored in the cache (the whole JSON is the secret).
+#[derive(Serialize, Deserialize)]
+struct RoleSession {
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: String,
+}
+
+impl RoleSession {
+    fn encode(credentials: &Credentials) -> Secret {
+        let session = RoleSession {
+            access_key_id: credentials.access_key_id().to_string(),
+            secret_access_key: credentials.secret_access_key().to_string(),
+            session_token: credentials.session_token().unwrap_or_default().to_string(),
+        };
+        Secret::new(serde_json::to_string(&session).unwrap_or_default())
+    }
+
+    fn decode(entry: &Entry) -> Option<Credentials> {
+        let session: RoleSession = serde_json::from_str(entry.secret.expose()).ok()?;
+        let expiry = UNIX_EPOCH + Duration::from_secs(entry.expires_at.max(0) as u64);
+        Some(Credentials::new(
+            session.access_key_id,
+            session.secret_access_key,
+            Some(session.session_token),
+            Some(expiry),
+            "fleetctx-cache",
+        ))
+    }
+}
+
+fn expiry_secs(credentials: &Credentials) -> Option<i64> {
+    credentials
+        .expiry()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+}
+
+impl TokenSource for EksToken {
+    fn cache_key(&self) -> CacheKey {
+        self.identity_key("eks")
+            .part("cluster", Some(&self.cluster))
+            .part("cluster-id", self.cluster_id.as_deref())
+            .part("region", Some(&self.region))
+            .part("role-arn", self.role_arn.as_deref())
+            .finish()
+    }
+
+    fn identity(&self) -> String {
+        let mut who = format!(
+            "cluster {} in {} via profile {}",
+            self.cluster,
+            self.region,
+            self.profile_label()
+        );
+        if let Some(role) = &self.role_arn {
+            who.push_str(&format!(" as {role}"));
+        }
+        who
+    }
+
+    async fn mint(&self, context: &MintContext<'_>) -> Result<Minted> {
+        let timeout = context.options.timeout;
+        let credentials = match &self.role_arn {
+            Some(role_arn) => {
+                within(
+                    timeout * 2,
+                    &format!("assuming role {role_arn}"),
+                    self.role_credentials(role_arn, context),
+                )
+                .await?
+            }
+            None => {
+                let what = format!("loading AWS credentials (profile {})", self.profile_label());
+                within(timeout, &what, async {
+                    self.base_provider()
+                        .await
+                        .provide_credentials()
+                        .await
+                        .map_err(|e| self.no_credentials(DisplayErrorContext(&e)))
+                })
+                .await?
+            }
+        };
+        let signed_at = SystemTime::now();
+        let cluster_id = self.cluster_id.as_deref().unwrap_or(&self.cluster);
+        let url = presigned_url(&credentials, cluster_id, &self.region, signed_at)?;
+        let signed_secs = signed_at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let mut expires_at = signed_secs + TOKEN_LIFETIME_SECS;
+        if let Some(creds_expiry) = expiry_secs(&credentials) {
+            expires_at = expires_at.min(creds_expiry);
+        }
+        Ok(Minted {
+            token: Secret::new(token_from_url(&url)),
+            expires_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOLDEN_URL: &str = "https://sts.us-west-2.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=ASIAR2TG44V6AS3ZZE7C%2F20230428%2Fus-west-2%2Fsts%2Faws4_request&X-Amz-Date=20230428T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host%3Bx-k8s-aws-id&X-Amz-Signature=e211dba77aba9dc44b0b6be38b8eaad092599c5157f6314444c5b9d85747f5ce";
+
+    fn golden_credentials(session: Option<&str>) -> Credentials {
+        Credentials::new(
+            "ASIAR2TG44V6AS3ZZE7C",
+            "4KD5cntGcVmLWRdF5wvNRuzNL5Qxmp6OKVY6Fz/Q",
+            session.map(str::to_string),
+            None,
+            "test",
+        )
+    }
+
+    fn golden_time() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1682640000)
+    }
+
+    fn params(url: &str) -> Vec<(String, String)> {
+        let mut p: Vec<_> = url
+            .split_once('?')
+            .unwrap()
+            .1
+            .split('&')
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        p.sort();
+        p
+    }
+
+    #[test]
+    fn golden_vector_without_session_token() {
+        let url = presigned_url(
+            &golden_credentials(None),
+            "test-cluster",
+            "us-west-2",
+            golden_time(),
+        )
+        .unwrap();
+        assert!(url.starts_with("https://sts.us-west-2.amazonaws.com/?"));
+        assert_eq!(params(&url), params(GOLDEN_URL));
+    }
+
+    #[test]
+    fn golden_vector_with_session_token() {
+        let url = presigned_url(
+            &golden_credentials(Some("SESSIONTOKEN/+=")),
+            "test-cluster",
+            "us-west-2",
+            golden_time(),
+        )
+        .unwrap();
+        let p = params(&url);
+        let signature = p.iter().find(|(k, _)| k == "X-Amz-Signature").unwrap();
+        assert_eq!(
+            signature.1,
+            "b4b5f7e7f688de16238ef6cbfc463a4f4040eb27826d49292eeb219bd6d49d3e"
+        );
+        assert!(
+            p.iter()
+                .any(|(k, v)| k == "X-Amz-Security-Token" && v == "SESSIONTOKEN%2F%2B%3D")
+        );
+    }
+
+    #[test]
+    fn partitions_pick_their_sts_host() {
+        assert_eq!(sts_host("eu-west-1"), "sts.eu-west-1.amazonaws.com");
+        assert_eq!(sts_host("cn-north-1"), "sts.cn-north-1.amazonaws.com.cn");
+        assert_eq!(sts_host("us-gov-west-1"), "sts.us-gov-west-1.amazonaws.com");
+    }
+
+    #[test]
+    fn token_is_unpadded_base64url() {
+        let token = token_from_url(GOLDEN_URL);
+        assert!(token.starts_with("k8s-aws-v1."));
+        assert!(!token.contains('=') && !token.contains('+') && !token.contains('/'));
+    }
+}

@@ -1,0 +1,156 @@
+//! `fleetctx token`: serve an ExecCredential from the cache, or refresh it once
+//! across every process that asks at the same moment.
+//!
+//! A provider (one module per cloud) says how to key and how to mint; this module
+//! owns the cache protocol: check, lock, check again, mint, write.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::cache::{self, CacheKey, Entry, Secret, TokenCache};
+use crate::error::{Error, Result, warn};
+
+/// A freshly minted bearer token.
+pub struct Minted {
+    pub token: Secret,
+    /// Unix seconds: when the token stops working (or should stop being used).
+    pub expires_at: i64,
+}
+
+/// What a cloud provides to the token command. Implemented by `eks::EksToken`
+/// and `gke::GkeToken`.
+pub trait TokenSource {
+    /// The cache key: everything that selects the identity or changes the token.
+    /// Must be cheap (environment and `stat` only): it runs on every cache hit.
+    fn cache_key(&self) -> CacheKey;
+    /// A human description of the identity, stored with the entry (no secrets).
+    fn identity(&self) -> String;
+    /// Makes a new token. May use the cache for intermediate credentials.
+    fn mint(&self, context: &MintContext<'_>) -> impl Future<Output = Result<Minted>>;
+}
+
+/// What a provider may use while minting.
+pub struct MintContext<'a> {
+    /// The cache, for intermediate credentials (assumed-role sessions); `None`
+    /// with `--no-cache`.
+    pub cache: Option<&'a TokenCache>,
+    pub options: &'a TokenOptions,
+}
+
+#[derive(Clone, Debug)]
+pub struct TokenOptions {
+    pub use_cache: bool,
+    /// Never hand out a token with less than this left.
+    pub min_ttl: Duration,
+    pub lock_timeout: Duration,
+    /// Limit for each network step.
+    pub timeout: Duration,
+}
+
+/// A token ready to print: the secret and its RFC 3339 expiry.
+pub struct Credential {
+    pub token: Secret,
+    pub expiration: String,
+}
+
+/// The whole token flow. The cache-hit path is: compute the key, read one file.
+pub fn credential<S: TokenSource>(source: &S, options: &TokenOptions) -> Result<Credential> {
+    let cache = options.use_cache.then(TokenCache::locate).flatten();
+    let Some(cache) = cache else {
+        return mint_now(source, None, options).map(|e| Credential {
+            token: e.secret,
+            expiration: e.expiration,
+        });
+    };
+    let key = source.cache_key();
+    let fresh_until = || cache::now() + options.min_ttl.as_secs() as i64;
+    if let Some(hit) = cache.get(&key, fresh_until()) {
+        return Ok(hit.into());
+    }
+
+    // Miss: one process refreshes, the others wait for its result.
+    let what = format!("the {} token for {}", key.kind(), source.identity());
+    let _lock = match cache.lock(&key, options.lock_timeout, &what) {
+        Ok(lock) => Some(lock),
+        Err(e) => {
+            warn(format!("{}; refreshing without the lock", e.message()));
+            None
+        }
+    };
+    if let Some(hit) = cache.get(&key, fresh_until()) {
+        return Ok(hit.into());
+    }
+    let entry = mint_now(source, Some(&cache), options)?;
+    cache::put_or_warn(&cache, &key, &entry);
+    Ok(entry.into())
+}
+
+fn mint_now<S: TokenSource>(
+    source: &S,
+    cache: Option<&TokenCache>,
+    options: &TokenOptions,
+) -> Result<Entry> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::new("could not start the async runtime").cause(e))?;
+    let context = MintContext { cache, options };
+    let minted = runtime.block_on(source.mint(&context))?;
+    Ok(Entry::new(
+        &source.cache_key(),
+        source.identity(),
+        minted.expires_at,
+        minted.token,
+    ))
+}
+
+impl From<Entry> for Credential {
+    fn from(entry: Entry) -> Self {
+        Credential {
+            token: entry.secret,
+            expiration: entry.expiration,
+        }
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or `tries` run out; waits
+/// 200 ms, 400 ms, ... between tries. `attempt` says whether a failure is transient.
+pub async fn with_retries<T, F, Fut>(tries: u32, mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<T, (Error, bool)>>,
+{
+    let mut delay = Duration::from_millis(200);
+    let mut left = tries.max(1);
+    loop {
+        left -= 1;
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err((error, transient)) if transient && left > 0 => {
+                eprintln!(
+                    "fleetctx: {}; retrying in {} ms",
+                    error.message(),
+                    delay.as_millis()
+                );
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err((error, _)) => return Err(error),
+        }
+    }
+}
+
+/// Bounds a network step: kubectl never times the plugin out, so we must.
+pub async fn within<T>(
+    limit: Duration,
+    what: &str,
+    step: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, step).await {
+        Ok(result) => result,
+        Err(_) => Err(
+            Error::new(format!("timed out after {}s {what}", limit.as_secs()))
+                .hint("check your network or proxy; set FLEETCTX_TIMEOUT (seconds) to wait longer"),
+        ),
+    }
+}
