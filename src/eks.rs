@@ -12,7 +12,6 @@ use aws_config::provider_config::ProviderConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sdk_sts::error::DisplayErrorContext;
 use aws_sigv4::http_request::{
     SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
 };
@@ -167,13 +166,13 @@ impl EksToken {
             .finish()
     }
 
-    fn no_credentials(&self, cause: impl std::fmt::Display) -> Error {
+    fn no_credentials(&self, cause: impl std::error::Error) -> Error {
         let profile = self.profile_label();
         Error::new(format!(
             "could not load AWS credentials (profile {profile}) for EKS cluster {} in {}",
             self.cluster, self.region
         ))
-        .because(cause.to_string())
+        .cause(cause)
         .hint(format!(
             "run `aws sso login --profile {profile}` if the profile uses SSO, or `aws configure --profile {profile}`; `aws sts get-caller-identity --profile {profile}` shows what the AWS CLI sees"
         ))
@@ -231,7 +230,7 @@ impl EksToken {
                     "could not assume role {role_arn} (profile {profile}) for EKS cluster {}",
                     self.cluster
                 ))
-                .because(DisplayErrorContext(&e).to_string())
+                .cause(e)
                 .hint(format!(
                     "check that the role's trust policy lets this identity assume it; `aws sts assume-role --role-arn {role_arn} --role-session-name test --profile {profile}` reproduces the call"
                 ))
@@ -259,11 +258,14 @@ impl EksToken {
     ) -> Result<Credentials> {
         let key = self.role_key(role_arn);
         let cache = context.cache;
-        let usable_until = cache::now() + ROLE_SESSION_MIN_LEFT_SECS;
-        if let Some(hit) = cache.and_then(|c| c.get(&key, usable_until)) {
-            if let Some(credentials) = RoleSession::decode(&hit) {
-                return Ok(credentials);
-            }
+        let cached = || {
+            let usable_until = cache::now() + ROLE_SESSION_MIN_LEFT_SECS;
+            cache
+                .and_then(|c| c.get(&key, usable_until))
+                .and_then(|hit| RoleSession::decode(&hit))
+        };
+        if let Some(credentials) = cached() {
+            return Ok(credentials);
         }
         let _lock = match cache {
             Some(c) => Some(c.lock(
@@ -273,10 +275,8 @@ impl EksToken {
             )?),
             None => None,
         };
-        if let Some(hit) = cache.and_then(|c| c.get(&key, usable_until)) {
-            if let Some(credentials) = RoleSession::decode(&hit) {
-                return Ok(credentials);
-            }
+        if let Some(credentials) = cached() {
+            return Ok(credentials);
         }
         let timeout = context.options.timeout;
         let base = self.base_provider().await;
@@ -375,7 +375,7 @@ impl TokenSource for EksToken {
                         .await
                         .provide_credentials()
                         .await
-                        .map_err(|e| self.no_credentials(DisplayErrorContext(&e)))
+                        .map_err(|e| self.no_credentials(e))
                 })
                 .await?
             }

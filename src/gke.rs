@@ -68,7 +68,7 @@ impl GkeToken {
         match (&self.credentials, key_file(None)) {
             (Some(path), _) => format!("key file {}", path.display()),
             (None, Some(path)) => format!(
-                "key file {} (GOOGLE_APPLICATION_CREDENTIALS)",
+                "key file {} from GOOGLE_APPLICATION_CREDENTIALS",
                 path.display()
             ),
             (None, None) => "application default credentials".to_string(),
@@ -94,7 +94,7 @@ impl GkeToken {
         let what = format!("for a Google access token ({})", self.source_label());
         let token = within(timeout, &format!("waiting {what}"), async {
             provider.token(&SCOPES).await.map_err(|e| {
-                Error::new(format!("the Google token endpoint refused to issue a token ({})", self.source_label()))
+                Error::new(format!("could not get a Google access token ({})", self.source_label()))
                     .cause(e)
                     .hint(match &self.credentials {
                         Some(path) => format!("check that the key in {} is still valid (`gcloud iam service-accounts keys list`) and not disabled", path.display()),

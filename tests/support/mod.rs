@@ -1,0 +1,364 @@
+//! Shared test support: the built binary in an isolated environment, the harness
+//! tools (kubectl, aws, faketime) and the loopback fakes in `tests/fakes`.
+//!
+//! A missing harness tool skips the test with a message, except under `CI=true`,
+//! where it fails: CI must never pass by skipping.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_fleetctx");
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The harness venv: `FLEETCTX_VENV`, else `.venv` in the repository.
+pub fn venv() -> PathBuf {
+    std::env::var_os("FLEETCTX_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(REPO).join(".venv"))
+}
+
+/// A harness tool, from the venv or PATH. `None` means skip (never under CI).
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let in_venv = venv().join("bin").join(name);
+    if in_venv.exists() {
+        return Some(in_venv);
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    });
+    if on_path.is_some() {
+        return on_path;
+    }
+    missing(name);
+    None
+}
+
+fn missing(name: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("harness tool {name} is missing; run tests/harness/install.sh");
+    }
+    eprintln!("SKIP: harness tool {name} is missing; run tests/harness/install.sh");
+}
+
+/// Runs a test body only when every named harness tool is present.
+#[macro_export]
+macro_rules! needs {
+    ($($tool:expr),+) => {
+        $( if $crate::support::tool($tool).is_none() { return; } )+
+    };
+}
+
+/// An isolated world for one test: its own HOME, cache and config directories.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+}
+
+impl World {
+    pub fn new() -> World {
+        let dir = tempfile::Builder::new()
+            .prefix("fleetctx-test-")
+            .tempdir()
+            .unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let path = format!(
+            "{}:{}",
+            venv().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let env = vec![
+            ("PATH".to_string(), path),
+            ("HOME".to_string(), home.display().to_string()),
+            (
+                "XDG_CACHE_HOME".to_string(),
+                dir.path().join("cache").display().to_string(),
+            ),
+            (
+                "XDG_CONFIG_HOME".to_string(),
+                dir.path().join("config").display().to_string(),
+            ),
+            ("AWS_EC2_METADATA_DISABLED".to_string(), "true".to_string()),
+            (
+                "AWS_CONFIG_FILE".to_string(),
+                dir.path().join("aws-config").display().to_string(),
+            ),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE".to_string(),
+                dir.path().join("aws-credentials").display().to_string(),
+            ),
+            // No metadata server, no gcloud: the GKE chain ends quickly.
+            ("GCE_METADATA_HOST".to_string(), "127.0.0.1:9".to_string()),
+            ("GCE_METADATA_ROOT".to_string(), "127.0.0.1:9".to_string()),
+            ("TZ".to_string(), "UTC".to_string()),
+        ];
+        World { dir, env }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn set(&mut self, key: &str, value: impl AsRef<str>) -> &mut Self {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.as_ref().to_string()));
+        self
+    }
+
+    pub fn unset(&mut self, key: &str) -> &mut Self {
+        self.env.retain(|(k, _)| k != key);
+        self
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.path("cache").join("fleetctx")
+    }
+
+    /// A command with exactly this world's environment.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn fleetctx(&self, args: &[&str]) -> Command {
+        let mut cmd = self.command(BIN);
+        cmd.args(args);
+        cmd
+    }
+
+    /// Static AWS keys in the environment.
+    pub fn aws_keys(&mut self, id: &str, secret: &str, session: Option<&str>) -> &mut Self {
+        self.set("AWS_ACCESS_KEY_ID", id)
+            .set("AWS_SECRET_ACCESS_KEY", secret);
+        match session {
+            Some(s) => self.set("AWS_SESSION_TOKEN", s),
+            None => self.unset("AWS_SESSION_TOKEN"),
+        }
+    }
+}
+
+/// What a finished command did, with readable failure messages.
+pub struct Ran {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(cmd: &mut Command) -> Ran {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("spawn");
+    Ran {
+        status: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+impl Ran {
+    pub fn ok(self) -> Ran {
+        assert_eq!(
+            self.status, 0,
+            "command failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn failed(self) -> Ran {
+        assert_ne!(
+            self.status, 0,
+            "command unexpectedly succeeded\nstdout:\n{}",
+            self.stdout
+        );
+        self
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON object ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// The ExecCredential's token.
+    pub fn token(&self) -> String {
+        self.json()["status"]["token"]
+            .as_str()
+            .expect("status.token")
+            .to_string()
+    }
+}
+
+/// The loopback fakes (`tests/fakes/fakes.py`), stopped when dropped.
+pub struct Fakes {
+    child: Child,
+    _stdin: ChildStdin,
+    pub info: Value,
+    pub dir: tempfile::TempDir,
+}
+
+impl Fakes {
+    /// Starts the fakes; `None` when the harness is missing (skip).
+    pub fn start(args: &[&str]) -> Option<Fakes> {
+        let python = tool("python")?;
+        let dir = tempfile::Builder::new()
+            .prefix("fleetctx-fakes-")
+            .tempdir()
+            .unwrap();
+        let mut child = Command::new(python)
+            .arg(Path::new(REPO).join("tests/fakes/fakes.py"))
+            .arg("--dir")
+            .arg(dir.path())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start fakes");
+        let stdin = child.stdin.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let info: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("fakes did not start ({e}): {line:?}"));
+        Some(Fakes {
+            child,
+            _stdin: stdin,
+            info,
+            dir,
+        })
+    }
+
+    pub fn url(&self, which: &str) -> String {
+        self.info[which]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {which} in {}", self.info))
+            .to_string()
+    }
+
+    pub fn field(&self, name: &str) -> String {
+        self.url(name)
+    }
+
+    pub fn stats(&self) -> Value {
+        http_json("GET", &self.url("google"), "/_stats", None)
+    }
+
+    pub fn config(&self, body: Value) {
+        http_json("POST", &self.url("google"), "/_config", Some(body));
+    }
+
+    pub fn reset(&self) {
+        http_json("POST", &self.url("google"), "/_reset", Some(Value::Null));
+    }
+
+    pub fn count(&self, name: &str) -> u64 {
+        self.stats()[name].as_u64().unwrap_or(0)
+    }
+
+    pub fn sts_count(&self, action: &str) -> u64 {
+        self.stats()["sts"][action].as_u64().unwrap_or(0)
+    }
+}
+
+impl Drop for Fakes {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 JSON client for the fakes' control routes.
+pub fn http_json(method: &str, base: &str, path: &str, body: Option<Value>) -> Value {
+    let authority = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = TcpStream::connect(authority).expect("connect to fake");
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (_, body) = response.split_once("\r\n\r\n").unwrap_or(("", ""));
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+/// Decodes an EKS token into its presigned URL.
+pub fn eks_url(token: &str) -> String {
+    use base64::Engine;
+    let payload = token
+        .strip_prefix("k8s-aws-v1.")
+        .expect("k8s-aws-v1. prefix");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("unpadded base64url");
+    String::from_utf8(bytes).unwrap()
+}
+
+/// The presigned URL's host and sorted query parameters.
+pub fn url_parts(url: &str) -> (String, String, Vec<(String, String)>) {
+    let rest = url.strip_prefix("https://").expect("https");
+    let (authority, path_query) = rest.split_at(rest.find('/').unwrap());
+    let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
+    let mut params: Vec<(String, String)> = query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    params.sort();
+    (authority.to_string(), path.to_string(), params)
+}
+
+pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Writes a kubeconfig with one context per (name, server, exec args) user.
+pub fn exec_kubeconfig(path: &Path, ca_b64: &str, entries: &[(&str, &str, Vec<String>)]) {
+    let mut clusters = Vec::new();
+    let mut users = Vec::new();
+    let mut contexts = Vec::new();
+    for (name, server, args) in entries {
+        clusters.push(serde_json::json!({"name": name, "cluster": {"server": server, "certificate-authority-data": ca_b64}}));
+        users.push(serde_json::json!({"name": name, "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": BIN,
+            "args": args,
+            "interactiveMode": "Never",
+        }}}));
+        contexts
+            .push(serde_json::json!({"name": name, "context": {"cluster": name, "user": name}}));
+    }
+    let config = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": clusters, "users": users, "contexts": contexts,
+        "current-context": entries[0].0,
+    });
+    // JSON is YAML: kubectl reads it as a kubeconfig.
+    std::fs::write(path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+}
