@@ -102,6 +102,30 @@ pub fn presigned_url(
     Ok(http_request.uri().to_string())
 }
 
+/// The standard AWS credential chain for `profile` (the default chain when
+/// `None`). An explicit profile wins over environment keys, as it does for the
+/// AWS CLI. Shared by `token eks` and EKS discovery, so both pick the same identity.
+pub async fn credentials_provider(
+    profile: Option<&str>,
+    region: &str,
+) -> SharedCredentialsProvider {
+    let region = Region::new(region.to_string());
+    match profile {
+        Some(profile) => SharedCredentialsProvider::new(
+            ProfileFileCredentialsProvider::builder()
+                .configure(&ProviderConfig::default().with_region(Some(region)))
+                .profile_name(profile)
+                .build(),
+        ),
+        None => SharedCredentialsProvider::new(
+            DefaultCredentialsChain::builder()
+                .region(region)
+                .build()
+                .await,
+        ),
+    }
+}
+
 /// `k8s-aws-v1.` + base64url (no padding) of the presigned URL.
 pub fn token_from_url(url: &str) -> String {
     format!(
@@ -178,24 +202,8 @@ impl EksToken {
         ))
     }
 
-    /// The standard chain. An explicit `--profile` wins over environment keys,
-    /// as it does for the AWS CLI.
     async fn base_provider(&self) -> SharedCredentialsProvider {
-        let region = Region::new(self.region.clone());
-        match &self.profile {
-            Some(profile) => SharedCredentialsProvider::new(
-                ProfileFileCredentialsProvider::builder()
-                    .configure(&ProviderConfig::default().with_region(Some(region)))
-                    .profile_name(profile)
-                    .build(),
-            ),
-            None => SharedCredentialsProvider::new(
-                DefaultCredentialsChain::builder()
-                    .region(region)
-                    .build()
-                    .await,
-            ),
-        }
+        credentials_provider(self.profile.as_deref(), &self.region).await
     }
 
     async fn assume_role(
@@ -480,4 +488,300 @@ mod tests {
         assert!(token.starts_with("k8s-aws-v1."));
         assert!(!token.contains('=') && !token.contains('+') && !token.contains('/'));
     }
+}
+
+// ---------------------------------------------------------------------------
+// Discovery: ListClusters (all pages) and DescribeCluster, per profile and region.
+
+use aws_config::SdkConfig;
+use aws_config::retry::RetryConfig;
+use aws_sdk_eks::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_eks::types::ClusterStatus;
+
+use crate::discovery::{Answer, Found, Limits, SourceResult};
+
+/// Every commercial region (EKS runs in all of them); opt-in regions an account
+/// has not enabled answer "not enabled", which is an empty region.
+pub const COMMERCIAL_REGIONS: [&str; 34] = [
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+];
+pub const CHINA_REGIONS: [&str; 2] = ["cn-north-1", "cn-northwest-1"];
+pub const GOVCLOUD_REGIONS: [&str; 2] = ["us-gov-east-1", "us-gov-west-1"];
+
+/// Every region of the partition of the profile's own region (`AWS_REGION`,
+/// else the profile's `region`), commercial when it has none.
+pub async fn partition_regions(profile: Option<&str>) -> Vec<String> {
+    let env = std::env::var("AWS_REGION")
+        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+        .ok();
+    let home = match env {
+        Some(region) => Some(region),
+        None => {
+            let mut builder = aws_config::profile::ProfileFileRegionProvider::builder();
+            if let Some(profile) = profile {
+                builder = builder.profile_name(profile);
+            }
+            use aws_config::meta::region::ProvideRegion;
+            builder.build().region().await.map(|r| r.to_string())
+        }
+    };
+    let regions: &[&str] = match home.as_deref() {
+        Some(r) if r.starts_with("cn-") => &CHINA_REGIONS,
+        Some(r) if r.starts_with("us-gov-") => &GOVCLOUD_REGIONS,
+        _ => &COMMERCIAL_REGIONS,
+    };
+    regions.iter().map(|r| r.to_string()).collect()
+}
+
+fn profile_label(profile: Option<&str>) -> &str {
+    profile.unwrap_or("default")
+}
+
+/// Loads the profile's credentials once; every region then shares them.
+pub async fn profile_config(
+    profile: Option<&str>,
+    region: &str,
+    limits: &Limits,
+) -> Result<SdkConfig> {
+    let credentials = credentials_provider(profile, region).await;
+    let label = profile_label(profile);
+    limits
+        .call(&format!("loading AWS credentials (profile {label})"), async {
+            credentials.provide_credentials().await.map(|_| ()).map_err(|e| {
+                Error::new(format!("could not load AWS credentials for profile {label}"))
+                    .cause(e)
+                    .hint(format!("run `aws sso login --profile {label}` if the profile uses SSO, or `aws configure --profile {label}`"))
+            })
+        })
+        .await?;
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .credentials_provider(credentials)
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(200)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(limits.timeout)
+                .build(),
+        );
+    if let Some(profile) = profile {
+        loader = loader.profile_name(profile);
+    }
+    Ok(loader.load().await)
+}
+
+/// A region the account has not enabled answers with an invalid-token error.
+fn region_not_enabled<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    matches!(
+        e.code(),
+        Some("UnrecognizedClientException" | "InvalidClientTokenId")
+    )
+}
+
+fn eks_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    what: String,
+    profile: &str,
+    e: SdkError<E, R>,
+) -> Error {
+    let hint = match e.code() {
+        Some("AccessDeniedException") => format!(
+            "the identity of profile {profile} needs eks:ListClusters and eks:DescribeCluster"
+        ),
+        _ => "this may be transient: run the sync again; -v logs every API call".to_string(),
+    };
+    let detail = match (e.code(), e.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        _ => aws_sdk_eks::error::DisplayErrorContext(&e).to_string(),
+    };
+    Error::new(what).because(detail).hint(hint)
+}
+
+/// Every ACTIVE or UPDATING cluster of one profile in one region.
+pub async fn discover_region(
+    config: &SdkConfig,
+    profile: Option<&str>,
+    region: &str,
+    limits: &Limits,
+) -> SourceResult {
+    let label = profile_label(profile);
+    let source = format!("eks/{label}/{region}");
+    let client = aws_sdk_eks::Client::from_conf(
+        aws_sdk_eks::config::Builder::from(config)
+            .region(Region::new(region.to_string()))
+            .build(),
+    );
+    let mut names = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let what = format!("EKS ListClusters in {region} (profile {label})");
+        let page = limits
+            .call(&what, async {
+                Ok(client
+                    .list_clusters()
+                    .max_results(100)
+                    .set_next_token(next.clone())
+                    .send()
+                    .await)
+            })
+            .await;
+        match page {
+            Ok(Ok(page)) => {
+                names.extend(page.clusters().iter().cloned());
+                next = page.next_token().map(str::to_string);
+                if next.is_none() {
+                    break;
+                }
+            }
+            Ok(Err(e)) if region_not_enabled(&e) => {
+                return SourceResult {
+                    source,
+                    answer: Answer::Empty("region not enabled"),
+                    clusters: Vec::new(),
+                };
+            }
+            Ok(Err(e)) => {
+                let error = eks_error(
+                    format!("could not list EKS clusters in {region} (profile {label})"),
+                    label,
+                    e,
+                );
+                return SourceResult::failed(source, error);
+            }
+            Err(timed_out) => return SourceResult::failed(source, timed_out),
+        }
+    }
+
+    let described = futures::future::join_all(names.iter().map(|name| {
+        let what = format!("EKS DescribeCluster {name} in {region} (profile {label})");
+        let client = &client;
+        async move {
+            (
+                name,
+                limits
+                    .call(&what, async {
+                        Ok(client.describe_cluster().name(name).send().await)
+                    })
+                    .await,
+            )
+        }
+    }))
+    .await;
+    let mut clusters = Vec::new();
+    let mut failure = None;
+    for (name, answer) in described {
+        match answer {
+            Ok(Ok(out)) => {
+                if let Some(found) = out
+                    .cluster()
+                    .and_then(|c| found(c, profile, region, &source))
+                {
+                    clusters.push(found);
+                }
+            }
+            // Deleted between the list and the describe: it is gone.
+            Ok(Err(e)) if e.code() == Some("ResourceNotFoundException") => {}
+            Ok(Err(e)) => {
+                failure = Some(eks_error(
+                    format!("could not describe EKS cluster {name} in {region} (profile {label})"),
+                    label,
+                    e,
+                ))
+            }
+            Err(timed_out) => failure = Some(timed_out),
+        }
+    }
+    let answer = match failure {
+        Some(error) => Answer::Failed(error),
+        None => Answer::Complete,
+    };
+    SourceResult {
+        source,
+        answer,
+        clusters,
+    }
+}
+
+fn found(
+    cluster: &aws_sdk_eks::types::Cluster,
+    profile: Option<&str>,
+    region: &str,
+    source: &str,
+) -> Option<Found> {
+    if !matches!(
+        cluster.status(),
+        Some(ClusterStatus::Active | ClusterStatus::Updating)
+    ) {
+        return None;
+    }
+    let name = cluster.name()?.to_string();
+    let server = cluster.endpoint().filter(|e| !e.is_empty())?.to_string();
+    let account = cluster
+        .arn()
+        .and_then(|arn| arn.split(':').nth(4))
+        .unwrap_or_default()
+        .to_string();
+    let mut args: Vec<String> = ["token", "eks", "--cluster", &name, "--region", region]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if cluster.outpost_config().is_some() {
+        if let Some(id) = cluster.id() {
+            args.extend(["--cluster-id".to_string(), id.to_string()]);
+        }
+    }
+    if let Some(profile) = profile {
+        args.extend(["--profile".to_string(), profile.to_string()]);
+    }
+    Some(Found {
+        provider: "eks",
+        source: source.to_string(),
+        name,
+        location: region.to_string(),
+        owner: account,
+        profile: Some(profile_label(profile).to_string()),
+        server,
+        ca_data: cluster
+            .certificate_authority()
+            .and_then(|c| c.data())
+            .map(str::to_string),
+        token_args: args,
+        shared_user: None,
+    })
 }

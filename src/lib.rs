@@ -6,8 +6,13 @@
 
 pub mod cache;
 pub mod cli;
+pub mod discovery;
 pub mod eks;
 pub mod error;
 pub mod exec_credential;
 pub mod gke;
+pub mod kubeconfig;
+pub mod settings;
+pub mod sync;
 pub mod token;
+pub mod yaml;

@@ -3,12 +3,14 @@
 
 Starts, on 127.0.0.1 with OS-chosen ports:
   * a Google fake (plain HTTP): OAuth2 JWT-bearer token endpoint, IAM Credentials
-    generateAccessToken, and the control routes /_config /_reset /_stats /_tokens
-    /_eks/patch;
+    generateAccessToken, Container API v1 clusters.list, Resource Manager v3
+    projects.search, and the control routes /_config /_reset /_stats /_tokens
+    /_gke/fleet /_eks/patch /_eks/create /_eks/delete;
   * a Kubernetes API server fake (HTTPS) that checks bearer tokens: Google tokens
     issued by the Google fake, and EKS `k8s-aws-v1.` tokens whose SigV4 presigned
     URL it verifies by recomputing the signature;
-  * moto (in-process, unless --no-moto) with every STS Action counted.
+  * moto (in-process, unless --no-moto) with every STS Action and EKS call counted,
+    optional latency, and per-region "not enabled" / failure injection.
 
 Prints ONE JSON line on stdout when everything is ready, then serves until stdin
 reaches EOF (or --no-stdin-watch), SIGTERM or SIGINT. Nothing else goes to stdout;
@@ -71,6 +73,15 @@ EKS_ALLOWED_PARAMS = frozenset(
 )
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 STS_HOST_RE = re.compile(r"^sts\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+# SigV4 credential scope: AKID/YYYYMMDD/REGION/SERVICE/aws4_request
+CRED_SCOPE_RE = re.compile(r"([^/,\s=]+)/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
+
+DEFAULT_RM_PAGE_SIZE = 2
+GKE_DEFAULT_LOCATION = "europe-west1-b"
+GKE_DEFAULT_VERSION = "1.33.5-gke.1080000"
+GKE_BENCH_LOCATIONS = ("europe-west1-b", "us-central1", "asia-northeast1-a")
+PROJECT_STATES = ("ACTIVE", "DELETE_REQUESTED", "DELETE_IN_PROGRESS")
+EKS_STATUSES = ("CREATING", "ACTIVE", "DELETING", "FAILED", "UPDATING", "PENDING")
 
 VERBOSE = False
 
@@ -559,6 +570,8 @@ class State:
         self.tokens = {}  # google access token -> record
         self.token_seq = 0
         self.moto_enabled = False
+        # GKE fleet: {"rm_page_size": n, "projects": {project id: normalized project}}
+        self.fleet = {"rm_page_size": DEFAULT_RM_PAGE_SIZE, "projects": {}}
         self.reset()
 
     def reset(self):
@@ -568,6 +581,9 @@ class State:
             self.check_jwt_time = True
             self.faults = {}  # route -> [status, remaining]
             self.denied_impersonation = set()
+            self.api_delay_ms = 0
+            self.aws_disabled_regions = set()
+            self.aws_fail_regions = {}  # region -> HTTP status
             self.stats = {
                 "token_requests": 0,
                 "generate_access_token_requests": 0,
@@ -576,6 +592,11 @@ class State:
                 "kube_unauthorized": 0,
                 "kube_token_kinds": {"gke": 0, "eks": 0},
                 "kube_identities": {},
+                "container": {},
+                "rm_pages": 0,
+                "google_api_identities": {},
+                "eks": {},
+                "eks_regions": {},
             }
 
     def bump(self, key, sub=None):
@@ -585,6 +606,13 @@ class State:
             else:
                 d = self.stats[key]
                 d[sub] = d.get(sub, 0) + 1
+
+    def api_delay(self):
+        """Sleep api_delay_ms (Container, Resource Manager and moto requests)."""
+        with self.lock:
+            d = self.api_delay_ms
+        if d > 0:
+            time.sleep(d / 1000.0)
 
     def take_fault(self, route):
         with self.lock:
@@ -663,24 +691,80 @@ def moto_lookup(akid):
     return None
 
 
-class StsCountingApp:
-    """WSGI middleware: count the Action of every STS request moto receives."""
+EKS_ERROR_TYPES = {500: "ServerException", 503: "ServiceUnavailableException",
+                   429: "TooManyRequestsException", 403: "AccessDeniedException",
+                   400: "InvalidParameterException", 404: "ResourceNotFoundException"}
+INVALID_TOKEN_MSG = "The security token included in the request is invalid."
+
+
+def eks_action(method, path):
+    """EKS operation name from method + path (rest-json routes)."""
+    parts = [p for p in path.split("/") if p]
+    if parts[:1] != ["clusters"]:
+        return "Other"
+    if len(parts) == 1:
+        return {"GET": "ListClusters", "POST": "CreateCluster"}.get(method, "Other")
+    if len(parts) == 2:
+        return {"GET": "DescribeCluster", "DELETE": "DeleteCluster"}.get(method, "Other")
+    return "Other"
+
+
+class MotoWrapperApp:
+    """WSGI middleware in front of moto: counts STS Actions and EKS calls, sleeps
+    api_delay_ms, and answers for disabled / failing regions (from the SigV4
+    credential scope) before moto sees the request. /moto-api/ passes straight on."""
 
     def __init__(self, app):
         self.app = app
 
     def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO", "").startswith("/moto-api"):
+            return self.app(environ, start_response)
         try:
-            self._count(environ)
+            service, region = self._inspect(environ)
         except Exception as e:  # never break moto over bookkeeping
-            vlog(f"sts counting failed: {e}")
+            vlog(f"moto request inspection failed: {e}")
+            service, region = None, None
+        STATE.api_delay()
+        with STATE.lock:
+            disabled = region in STATE.aws_disabled_regions
+            fail = STATE.aws_fail_regions.get(region) if region else None
+        if disabled:
+            return self._error(start_response, service, 403, "UnrecognizedClientException",
+                               "InvalidClientTokenId", INVALID_TOKEN_MSG)
+        if fail:
+            return self._error(start_response, service, fail,
+                               EKS_ERROR_TYPES.get(fail, "InternalFailure"),
+                               "ServiceUnavailable" if fail == 503 else "InternalFailure",
+                               "injected failure")
         return self.app(environ, start_response)
 
-    def _count(self, environ):
+    @staticmethod
+    def _error(start_response, service, status, rest_type, query_code, message):
+        reason = {403: "Forbidden", 500: "Internal Server Error",
+                  503: "Service Unavailable"}.get(status, "Error")
+        rid = secrets.token_hex(16)
+        rid = f"{rid[:8]}-{rid[8:12]}-{rid[12:16]}-{rid[16:20]}-{rid[20:]}"
+        if service == "sts":  # query protocol: XML error
+            body = (f'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+                    f"<Error><Type>Sender</Type><Code>{query_code}</Code>"
+                    f"<Message>{message}</Message></Error>"
+                    f"<RequestId>{rid}</RequestId></ErrorResponse>").encode()
+            headers = [("Content-Type", "text/xml")]
+        else:  # rest-json (EKS)
+            body = json.dumps({"message": message}).encode()
+            headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", rest_type)]
+        headers += [("x-amzn-RequestId", rid), ("Content-Length", str(len(body)))]
+        start_response(f"{status} {reason}", headers)
+        return [body]
+
+    def _inspect(self, environ):
         auth = environ.get("HTTP_AUTHORIZATION", "")
         query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
         action = (query.get("Action") or [None])[0]
         scope = auth or (query.get("X-Amz-Credential") or [""])[0]
+        m = CRED_SCOPE_RE.search(scope)
+        region, service = (m.group(3), m.group(4)) if m else (None, None)
         body = b""
         ctype = environ.get("CONTENT_TYPE", "")
         try:
@@ -692,11 +776,43 @@ class StsCountingApp:
             environ["wsgi.input"] = io.BytesIO(body)
             form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
             action = (form.get("Action") or [action])[0]
-        is_sts = "/sts/aws4_request" in scope
+        is_sts = service == "sts"
         if not scope and action in ("AssumeRoleWithWebIdentity", "AssumeRoleWithSAML"):
-            is_sts = True  # unsigned STS calls
+            is_sts, service = True, "sts"  # unsigned STS calls
         if is_sts and action:
             STATE.bump("sts", action)
+        if service == "eks":
+            STATE.bump("eks", eks_action(environ.get("REQUEST_METHOD", "GET"),
+                                         environ.get("PATH_INFO", "")))
+            STATE.bump("eks_regions", region)
+        return service, region
+
+
+StsCountingApp = MotoWrapperApp  # former name
+
+
+def warm_moto(dispatcher):
+    """One EKS ListClusters/DescribeCluster and one STS call, straight into moto (not
+    counted): the first request of a service loads its botocore model and builds its
+    app (~0.2 s); 100 parallel first requests doing that at once take seconds."""
+    try:
+        from werkzeug.test import Client
+
+        client = Client(dispatcher)
+        day = time.strftime("%Y%m%d", time.gmtime())
+
+        def auth(service):
+            return {"Authorization": f"AWS4-HMAC-SHA256 Credential=AKIAWARMUPWARMUPWARM/{day}/"
+                                     f"us-east-1/{service}/aws4_request, SignedHeaders=host, "
+                                     f"Signature={'0' * 64}"}
+
+        client.get("/clusters", headers=auth("eks"))
+        client.get("/clusters/warm-up", headers=auth("eks"))
+        client.post("/", data="Action=GetCallerIdentity&Version=2011-06-15",
+                    headers=dict(auth("sts"),
+                                 **{"Content-Type": "application/x-www-form-urlencoded"}))
+    except Exception as e:
+        vlog(f"moto warm-up failed: {e!r}")
 
 
 def start_moto():
@@ -714,7 +830,9 @@ def start_moto():
     class CountingMotoServer(ThreadedMotoServer):
         # Same as ThreadedMotoServer._server_entry, with the app wrapped.
         def _server_entry(self):
-            app = StsCountingApp(DomainDispatcherApplication(create_backend_app))
+            dispatcher = DomainDispatcherApplication(create_backend_app)
+            warm_moto(dispatcher)
+            app = MotoWrapperApp(dispatcher)
             self._server = make_server(
                 self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
             )
@@ -745,6 +863,290 @@ def eks_patch(req):
             "endpoint": cluster.endpoint, "status": cluster.status}
 
 
+class BadRequest(Exception):
+    pass
+
+
+def _eks_target(req):
+    from moto.eks.models import eks_backends
+
+    account = str(req.get("account") or "123456789012")
+    region = req.get("region") or "us-east-1"
+    name = req.get("name")
+    if not isinstance(name, str) or not name:
+        raise BadRequest("name is required")
+    if not re.fullmatch(r"\d{12}", account):
+        raise BadRequest(f"account {account!r} is not 12 digits")
+    try:
+        backend = eks_backends[account][region]
+    except KeyError:
+        raise BadRequest(f"moto knows no region {region!r}")
+    return account, region, name, backend
+
+
+def eks_create(req):
+    """Create (or update, when it exists) an EKS cluster in moto's backend through
+    moto's own create_cluster, then point it at the kube fake."""
+    allowed = {"account", "region", "name", "status", "point_at_kube", "endpoint", "ca_data",
+               "version", "tags", "endpoint_public_access", "endpoint_private_access",
+               "role_arn"}
+    unknown = set(req) - allowed
+    if unknown:
+        raise BadRequest(f"unknown keys {sorted(unknown)}")
+    account, region, name, backend = _eks_target(req)
+    status = req.get("status") or "ACTIVE"
+    if status not in EKS_STATUSES:
+        raise BadRequest(f"status must be one of {list(EKS_STATUSES)}")
+    tags = req.get("tags") or {}
+    if not isinstance(tags, dict):
+        raise BadRequest("tags must be an object")
+    cluster = backend.clusters.get(name)
+    existed = cluster is not None
+    if cluster is None:
+        suffix = hashlib.sha256(f"{account}/{region}/{name}".encode()).hexdigest()
+        vpc = {
+            "subnetIds": [f"subnet-{suffix[:17]}", f"subnet-{suffix[17:34]}"],
+            "securityGroupIds": [],
+            "clusterSecurityGroupId": f"sg-{suffix[34:51]}",
+            "vpcId": f"vpc-{suffix[51:64]}",
+            "endpointPublicAccess": bool(req.get("endpoint_public_access", True)),
+            "endpointPrivateAccess": bool(req.get("endpoint_private_access", False)),
+            "publicAccessCidrs": ["0.0.0.0/0"],
+        }
+        role_arn = req.get("role_arn") or f"arn:aws:iam::{account}:role/eks-cluster-role"
+        cluster = backend.create_cluster(name=name, role_arn=role_arn,
+                                         resources_vpc_config=vpc,
+                                         version=req.get("version"), tags=dict(tags))
+    else:
+        if req.get("version"):
+            cluster.version = req["version"]
+        if tags:
+            cluster.tags = dict(tags)
+    cluster.status = status
+    if "endpoint" in req:  # explicit wins; null or "" clears it
+        cluster.endpoint = req["endpoint"] or None
+    elif req.get("point_at_kube", True):
+        cluster.endpoint = f"{STATE.kube_url}/eks/{name}"
+    if "ca_data" in req:
+        cluster.certificate_authority = {"data": req["ca_data"]} if req["ca_data"] else {}
+    elif req.get("point_at_kube", True):
+        cluster.certificate_authority = {"data": STATE.ca_b64}
+    return {"name": name, "account": account, "region": region, "arn": cluster.arn,
+            "endpoint": cluster.endpoint, "status": cluster.status, "existed": existed}
+
+
+def eks_delete(req):
+    account, region, name, backend = _eks_target(req)
+    cluster = backend.clusters.pop(name, None)
+    if cluster is None:
+        return None
+    backend.cluster_count -= 1
+    return {"name": name, "account": account, "region": region, "deleted": True}
+
+
+# ---------------------------------------------------------------------------
+# GKE fleet (Container API v1 + Resource Manager v3 state)
+# ---------------------------------------------------------------------------
+
+GKE_CLUSTER_KEYS = {"name", "location", "endpoint", "ca", "status", "version", "labels",
+                    "private_endpoint", "dns_endpoint", "allow_external_traffic",
+                    "ip_endpoints_enabled", "extra"}
+GKE_PROJECT_KEYS = {"state", "number", "display_name", "labels", "clusters", "missing_zones",
+                    "error", "error_count"}
+
+
+def project_number(project_id):
+    h = int(hashlib.sha256(project_id.encode()).hexdigest()[:12], 16)
+    return str(100000000000 + h % 900000000000)
+
+
+def normalize_gke_cluster(c):
+    if not isinstance(c, dict):
+        raise BadRequest("a cluster must be an object")
+    unknown = set(c) - GKE_CLUSTER_KEYS
+    if unknown:
+        raise BadRequest(f"unknown cluster keys {sorted(unknown)}")
+    if not isinstance(c.get("name"), str) or not c["name"]:
+        raise BadRequest("cluster name is required")
+    default_endpoint = STATE.kube_url.split("://", 1)[1] if STATE.kube_url else ""
+    out = {
+        "name": c["name"],
+        "location": str(c.get("location") or GKE_DEFAULT_LOCATION),
+        # absent: the defaults; explicit null or "": left out of the answer
+        "endpoint": c.get("endpoint", default_endpoint) or "",
+        "ca": c.get("ca", STATE.ca_b64) or "",
+        "status": c.get("status") or "RUNNING",
+        "version": str(c.get("version") or GKE_DEFAULT_VERSION),
+        "labels": dict(c.get("labels") or {}),
+    }
+    for k in ("private_endpoint", "dns_endpoint"):
+        out[k] = c.get(k) or None
+    for k in ("allow_external_traffic", "ip_endpoints_enabled"):
+        out[k] = None if c.get(k) is None else bool(c[k])
+    extra = c.get("extra") or {}
+    if not isinstance(extra, dict):
+        raise BadRequest("extra must be an object")
+    out["extra"] = extra
+    return out
+
+
+def normalize_gke_project(pid, p):
+    if p is None:
+        p = {}
+    if not isinstance(p, dict):
+        raise BadRequest(f"project {pid!r} must be an object")
+    unknown = set(p) - GKE_PROJECT_KEYS
+    if unknown:
+        raise BadRequest(f"unknown keys {sorted(unknown)} in project {pid!r}")
+    state = p.get("state") or "ACTIVE"
+    if state not in PROJECT_STATES:
+        raise BadRequest(f"state must be one of {list(PROJECT_STATES)}")
+    err = p.get("error")
+    if isinstance(err, str) and err.isdigit():
+        err = int(err)
+    if err is not None and err not in ("SERVICE_DISABLED", "PERMISSION_DENIED") and not (
+            isinstance(err, int) and 400 <= err <= 599):
+        raise BadRequest("error must be null, SERVICE_DISABLED, PERMISSION_DENIED or an "
+                         "HTTP status 400..599")
+    clusters = p.get("clusters") or []
+    if not isinstance(clusters, list):
+        raise BadRequest("clusters must be a list")
+    return {
+        "state": state,
+        "number": str(p.get("number") or project_number(pid)),
+        "display_name": str(p.get("display_name") or pid),
+        "labels": dict(p.get("labels") or {}),
+        "clusters": [normalize_gke_cluster(c) for c in clusters],
+        "missing_zones": [str(z) for z in (p.get("missing_zones") or [])],
+        "error": err,
+        # error_count: the error answers only this many requests, then the project
+        # behaves normally (null: always)
+        "error_count": None if p.get("error_count") is None else int(p["error_count"]),
+    }
+
+
+def set_gke_fleet(req):
+    """POST /_gke/fleet: replace the fleet (or, with "merge": true, upsert projects
+    and/or change rm_page_size)."""
+    if not isinstance(req, dict):
+        raise BadRequest("body must be a JSON object")
+    unknown = set(req) - {"rm_page_size", "projects", "merge"}
+    if unknown:
+        raise BadRequest(f"unknown keys {sorted(unknown)}")
+    projects = req.get("projects") or {}
+    if not isinstance(projects, dict):
+        raise BadRequest("projects must be an object {project id: {...}}")
+    norm = {str(pid): normalize_gke_project(str(pid), p) for pid, p in projects.items()}
+    with STATE.lock:
+        if req.get("merge"):
+            STATE.fleet["projects"].update(norm)
+            if req.get("rm_page_size") is not None:
+                STATE.fleet["rm_page_size"] = max(1, int(req["rm_page_size"]))
+        else:
+            STATE.fleet = {"rm_page_size": max(1, int(req.get("rm_page_size")
+                                                      or DEFAULT_RM_PAGE_SIZE)),
+                           "projects": norm}
+        return json.loads(json.dumps(STATE.fleet))
+
+
+def bench_fleet(n_projects, n_clusters):
+    width = max(3, len(str(max(n_projects - 1, 0))))
+    projects = {}
+    for i in range(n_projects):
+        pid = f"bench-{i:0{width}d}"
+        projects[pid] = {"clusters": [
+            {"name": f"cluster-{j}", "location": GKE_BENCH_LOCATIONS[j % len(GKE_BENCH_LOCATIONS)]}
+            for j in range(n_clusters)]}
+    return projects
+
+
+def render_gke_cluster(project, c):
+    loc, name = c["location"], c["name"]
+    zonal = re.search(r"-[a-z]$", loc) is not None
+    v = c["version"]
+    out = {
+        "name": name,
+        "id": hashlib.sha256(f"{project}/{loc}/{name}".encode()).hexdigest()[:32],
+        "location": loc,
+        "zone": loc,
+        "status": c["status"],
+        "currentMasterVersion": v,
+        "currentNodeVersion": v,
+        "initialClusterVersion": v,
+        "createTime": CREATED,
+        "selfLink": f"https://container.googleapis.com/v1/projects/{project}/"
+                    f"{'zones' if zonal else 'locations'}/{loc}/clusters/{name}",
+        "masterAuth": {},
+    }
+    if c["endpoint"]:
+        out["endpoint"] = c["endpoint"]
+    if c["ca"]:
+        out["masterAuth"]["clusterCaCertificate"] = c["ca"]
+    if c["labels"]:
+        out["resourceLabels"] = c["labels"]
+    if c["private_endpoint"]:
+        out["privateClusterConfig"] = {"privateEndpoint": c["private_endpoint"]}
+    cpe = {}
+    dns = {}
+    if c["dns_endpoint"]:
+        dns["endpoint"] = c["dns_endpoint"]
+    if c["allow_external_traffic"] is not None:
+        dns["allowExternalTraffic"] = c["allow_external_traffic"]
+    if dns:
+        cpe["dnsEndpointConfig"] = dns
+    if c["ip_endpoints_enabled"] is not None:
+        cpe["ipEndpointsConfig"] = {"enabled": c["ip_endpoints_enabled"]}
+    if cpe:
+        out["controlPlaneEndpointsConfig"] = cpe
+    out.update(c["extra"])
+    return out
+
+
+def render_rm_project(pid, p):
+    out = {
+        "name": f"projects/{p['number']}",
+        "parent": "organizations/100000000001",
+        "projectId": pid,
+        "state": p["state"],
+        "displayName": p["display_name"],
+        "createTime": CREATED,
+        "updateTime": CREATED,
+        "etag": 'W/"' + hashlib.md5(pid.encode()).hexdigest()[:16] + '"',
+    }
+    if p["state"] != "ACTIVE":
+        out["deleteTime"] = CREATED
+    if p["labels"]:
+        out["labels"] = p["labels"]
+    return out
+
+
+def rm_query_matches(query, pid, p):
+    """A small subset of projects.search's query language: space- or AND-separated
+    terms state:S, id:X / projectId:X, labels.K[:V]; other terms are ignored."""
+    for term in re.split(r"\s+(?:AND\s+)?", query.strip()):
+        if not term:
+            continue
+        m = re.match(r"^([A-Za-z_.]+?)\s*[:=]\s*(.*)$", term)
+        if not m:
+            if term.startswith("labels."):
+                if term[len("labels."):] not in p["labels"]:
+                    return False
+            continue
+        key, val = m.group(1), m.group(2).strip('"')
+        lk = key.lower()
+        if lk in ("state", "lifecyclestate"):
+            if p["state"].lower() != val.lower():
+                return False
+        elif lk in ("id", "projectid"):
+            if pid != val:
+                return False
+        elif key.startswith("labels."):
+            lab = key[len("labels."):]
+            if lab not in p["labels"] or (val not in ("*", "") and p["labels"][lab] != val):
+                return False
+    return True
+
+
 # ---------------------------------------------------------------------------
 # HTTP plumbing
 # ---------------------------------------------------------------------------
@@ -753,6 +1155,7 @@ def eks_patch(req):
 class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # many parallel clients (sync benchmark) must not hit SYN drops
 
     def handle_error(self, request, client_address):
         if VERBOSE:
@@ -811,6 +1214,12 @@ def rpc_error(code, message):
 
 
 GAT_RE = re.compile(r"^/v1/projects/-/serviceAccounts/([^/]+):generateAccessToken$")
+CONTAINER_LIST_RE = re.compile(r"^/v1/projects/([^/]+)/(?:locations|zones)/([^/]+)/clusters/?$")
+CONTAINER_GET_RE = re.compile(r"^/v1/projects/([^/]+)/(?:locations|zones)/([^/]+)/clusters/([^/:]+)$")
+RM_GET_RE = re.compile(r"^/v3/projects/([^/:]+)$")
+UNAUTHENTICATED_MSG = ("Request had invalid authentication credentials. Expected OAuth 2 access "
+                       "token, login cookie or other valid authentication credential.")
+FAULT_ROUTES = ("token", "generateAccessToken", "kube", "container", "rm")
 LIFETIME_RE = re.compile(r"^(\d+)(?:\.\d+)?s$")
 
 
@@ -827,6 +1236,24 @@ class GoogleHandler(BaseHandler):
             return self.send_json(200, {"tokens": toks})
         if path == "/healthz":
             return self.send_json(200, {"ok": True})
+        if path == "/_gke/fleet":
+            with STATE.lock:
+                fleet = json.loads(json.dumps(STATE.fleet))
+            return self.send_json(200, fleet)
+        path = urllib.parse.unquote(path)
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query,
+                                      keep_blank_values=True)
+        m = CONTAINER_LIST_RE.match(path)
+        if m:
+            return self.container(m.group(1), m.group(2), None)
+        m = CONTAINER_GET_RE.match(path)
+        if m:
+            return self.container(m.group(1), m.group(2), m.group(3))
+        if path == "/v3/projects:search":
+            return self.rm_search(query)
+        m = RM_GET_RE.match(path)
+        if m:
+            return self.rm_get(m.group(1))
         return self.send_json(404, rpc_error(404, f"no route GET {path}"))
 
     def do_POST(self):
@@ -845,7 +1272,178 @@ class GoogleHandler(BaseHandler):
             return self.send_json(200, {"ok": True})
         if path == "/_eks/patch":
             return self.eks_patch(body)
+        if path in ("/_eks/create", "/_eks/delete"):
+            return self.eks_create_delete(path, body)
+        if path == "/_gke/fleet":
+            try:
+                req = json.loads(body or b"{}")
+            except ValueError as e:
+                return self.send_json(400, {"error": f"bad JSON: {e}"})
+            try:
+                out = set_gke_fleet(req)
+            except (BadRequest, ValueError, TypeError) as e:
+                return self.send_json(400, {"error": str(e)})
+            return self.send_json(200, out)
         return self.send_json(404, rpc_error(404, f"no route POST {path}"))
+
+    # -- Container API v1 / Resource Manager v3 -------------------------------
+    def google_api_auth(self):
+        """The token record, or None after answering 401/403."""
+        rec = STATE.google_token(self.bearer() or "")
+        if rec is None:
+            self.send_json(401, rpc_error(401, UNAUTHENTICATED_MSG))
+            return None
+        if CLOUD_PLATFORM not in rec["scopes"]:
+            self.send_json(403, {"error": {
+                "code": 403, "message": "Request had insufficient authentication scopes.",
+                "status": "PERMISSION_DENIED",
+                "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                             "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
+                             "domain": "googleapis.com"}]}})
+            return None
+        STATE.bump("google_api_identities", rec["email"])
+        return rec
+
+    def container(self, project, location, name):
+        STATE.bump("container", project)
+        STATE.api_delay()
+        status = STATE.take_fault("container")
+        if status:
+            return self.send_json(status, rpc_error(status, "injected failure"))
+        if self.google_api_auth() is None:
+            return
+        denied = rpc_error(403, f"Required 'container.clusters.{'get' if name else 'list'}' "
+                                f"permission for 'projects/{project}'.")
+        with STATE.lock:
+            p = STATE.fleet["projects"].get(project)
+            if p is None:
+                return self.send_json(403, denied)
+            err = p["error"]
+            if err is not None and p["error_count"] is not None:
+                if p["error_count"] > 0:
+                    p["error_count"] -= 1
+                else:
+                    err = None
+            number = p["number"]
+            clusters = [render_gke_cluster(project, c) for c in p["clusters"]
+                        if location == "-" or c["location"] == location]
+            missing = list(p["missing_zones"])
+        if err == "SERVICE_DISABLED":
+            return self.send_json(403, {"error": {
+                "code": 403,
+                "message": f"Kubernetes Engine API has not been used in project {number} "
+                           "before or it is disabled. Enable it by visiting https://console."
+                           "developers.google.com/apis/api/container.googleapis.com/overview?"
+                           f"project={number} then retry. If you enabled this API recently, "
+                           "wait a few minutes for the action to propagate to our systems and "
+                           "retry.",
+                "status": "PERMISSION_DENIED",
+                "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                             "reason": "SERVICE_DISABLED", "domain": "googleapis.com",
+                             "metadata": {"service": "container.googleapis.com",
+                                          "consumer": f"projects/{number}"}}]}})
+        if err == "PERMISSION_DENIED":
+            return self.send_json(403, denied)
+        if isinstance(err, int):
+            msg = ("The service is currently unavailable." if err == 503
+                   else "Internal error encountered." if err == 500 else "injected failure")
+            return self.send_json(err, rpc_error(err, msg))
+        if name is not None:
+            for c in clusters:
+                if c["name"] == name:
+                    return self.send_json(200, c)
+            return self.send_json(404, rpc_error(
+                404, f"Not found: projects/{project}/locations/{location}/clusters/{name}."))
+        out = {}
+        if clusters:
+            out["clusters"] = clusters
+        if missing:
+            out["missingZones"] = missing
+        return self.send_json(200, out)
+
+    def rm_search(self, query):
+        STATE.bump("rm_pages")
+        STATE.api_delay()
+        status = STATE.take_fault("rm")
+        if status:
+            return self.send_json(status, rpc_error(status, "injected failure"))
+        if self.google_api_auth() is None:
+            return
+        q = (query.get("query") or [""])[0]
+        token = (query.get("pageToken") or [""])[0]
+        try:
+            asked = int((query.get("pageSize") or ["0"])[0] or 0)
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode() \
+                if token else "o:0"
+            assert raw.startswith("o:")
+            offset = int(raw[2:])
+            assert offset >= 0 and asked >= 0
+        except (ValueError, AssertionError, UnicodeDecodeError):
+            return self.send_json(400, rpc_error(400, "Request contains an invalid argument."))
+        with STATE.lock:
+            size = STATE.fleet["rm_page_size"]
+            if asked:
+                size = min(size, asked)
+            matched = [(pid, p) for pid, p in STATE.fleet["projects"].items()
+                       if rm_query_matches(q, pid, p)]
+            page = [render_rm_project(pid, p) for pid, p in matched[offset:offset + size]]
+        out = {}
+        if page:
+            out["projects"] = page
+        if offset + size < len(matched):
+            out["nextPageToken"] = base64.urlsafe_b64encode(
+                f"o:{offset + size}".encode()).decode().rstrip("=")
+        return self.send_json(200, out)
+
+    def rm_get(self, pid):
+        STATE.api_delay()
+        if self.google_api_auth() is None:
+            return
+        with STATE.lock:
+            p = STATE.fleet["projects"].get(pid)
+            out = render_rm_project(pid, p) if p is not None else None
+        if out is None:
+            return self.send_json(403, rpc_error(
+                403, "The caller does not have permission"))
+        return self.send_json(200, out)
+
+    def eks_create_delete(self, path, body):
+        if not STATE.moto_enabled:
+            return self.send_json(409, {"error": "moto is not running (--no-moto)"})
+        try:
+            req = json.loads(body or b"{}")
+        except ValueError:
+            return self.send_json(400, {"error": "body must be JSON"})
+        if not isinstance(req, dict):
+            return self.send_json(400, {"error": "body must be a JSON object"})
+        if path == "/_eks/delete":
+            try:
+                out = eks_delete(req)
+            except BadRequest as e:
+                return self.send_json(400, {"error": str(e)})
+            if out is None:
+                return self.send_json(404, {"error": f"no such cluster {req.get('name')!r}"})
+            return self.send_json(200, out)
+        if "clusters" in req:
+            items = req["clusters"]
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                return self.send_json(400, {"error": "clusters must be a list of objects"})
+            common = {k: v for k, v in req.items() if k != "clusters"}
+            items = [dict(common, **i) for i in items]
+        else:
+            items = [req]
+        try:
+            # validate everything before creating anything
+            for i in items:
+                _eks_target(i)
+            out = [eks_create(i) for i in items]
+        except BadRequest as e:
+            return self.send_json(400, {"error": str(e)})
+        except Exception as e:  # moto's own validation (role ARN, ...)
+            return self.send_json(400, {"error": f"moto refused: {e!r}"})
+        if "clusters" in req:
+            return self.send_json(200, {"clusters": out})
+        return self.send_json(200, out[0])
 
     # -- /token ----------------------------------------------------------
     def token(self, body):
@@ -924,12 +1522,19 @@ class GoogleHandler(BaseHandler):
                 STATE.check_jwt_time = bool(req["check_jwt_time"])
             if "deny_impersonation" in req:
                 STATE.denied_impersonation = set(req["deny_impersonation"] or [])
+            if "api_delay_ms" in req:
+                STATE.api_delay_ms = int(req["api_delay_ms"] or 0)
+            if "aws_disabled_regions" in req:
+                STATE.aws_disabled_regions = set(req["aws_disabled_regions"] or [])
+            if "aws_fail_regions" in req:
+                STATE.aws_fail_regions = {str(k): int(v) for k, v in
+                                          (req["aws_fail_regions"] or {}).items()}
             fails = req.get("fail")
             if isinstance(fails, dict):
                 fails = [fails]
             for f in fails or []:
                 route = f.get("route")
-                if route not in ("token", "generateAccessToken", "kube"):
+                if route not in FAULT_ROUTES:
                     return self.send_json(400, {"error": f"unknown route {route!r}"})
                 STATE.faults[route] = [int(f.get("status", 503)), int(f.get("count", 1))]
             if req.get("revoke_tokens"):
@@ -937,6 +1542,9 @@ class GoogleHandler(BaseHandler):
                     rec["revoked"] = True
             out = {"expires_in": STATE.expires_in, "delay_ms": STATE.delay_ms,
                    "check_jwt_time": STATE.check_jwt_time,
+                   "api_delay_ms": STATE.api_delay_ms,
+                   "aws_disabled_regions": sorted(STATE.aws_disabled_regions),
+                   "aws_fail_regions": dict(STATE.aws_fail_regions),
                    "faults": {k: {"status": v[0], "count": v[1]} for k, v in STATE.faults.items()}}
         return self.send_json(200, out)
 
@@ -1141,6 +1749,13 @@ def parse_aws_key(s):
     return parts[0], parts[1], (parts[2] if len(parts) == 3 and parts[2] else None)
 
 
+def parse_fleet_spec(s):
+    m = re.fullmatch(r"(\d+):(\d+)", s)
+    if not m:
+        raise argparse.ArgumentTypeError("expected PROJECTS:CLUSTERS, e.g. 200:3")
+    return int(m.group(1)), int(m.group(2))
+
+
 def main(argv=None):
     global VERBOSE
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -1151,6 +1766,11 @@ def main(argv=None):
     ap.add_argument("--no-stdin-watch", action="store_true",
                     help="ignore stdin; serve until SIGTERM/SIGINT")
     ap.add_argument("--verbose", action="store_true", help="log to stderr")
+    ap.add_argument("--gke-fleet", metavar="PROJECTS:CLUSTERS", type=parse_fleet_spec,
+                    help="pre-populate the GKE fleet with projects bench-000... "
+                         "each holding CLUSTERS clusters")
+    ap.add_argument("--rm-page-size", type=int, default=None, metavar="N",
+                    help=f"Resource Manager search page size (default {DEFAULT_RM_PAGE_SIZE})")
     ap.add_argument("--self-test", action="store_true", help="run the verifier self-test")
     ap.add_argument("--google-token", metavar="KEYFILE",
                     help="print an access token for this service-account key file")
@@ -1205,6 +1825,10 @@ def main(argv=None):
     ctx.load_cert_chain(cert_file, key_file)
     kube = TLSServer(("127.0.0.1", 0), KubeHandler, ctx)
     STATE.kube_url = f"https://127.0.0.1:{kube.server_address[1]}"
+    fleet = {"projects": bench_fleet(*args.gke_fleet) if args.gke_fleet else {}}
+    if args.rm_page_size:
+        fleet["rm_page_size"] = args.rm_page_size
+    set_gke_fleet(fleet)
 
     threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
                for s in (google, kube)]

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Benchmark of `fleetctx token`, timing whole commands as kubectl runs them:
+#   - the cache-hit path for EKS and GKE,
+#   - a cold EKS token with static credentials (--no-cache: sign locally, no network),
+#   - `aws eks get-token` for the same cluster (what `aws eks update-kubeconfig` writes),
+#   - `gke-gcloud-auth-plugin` with its cache warm, when it is installed.
+# All in one run, so the ratios compare like with like. Prints medians and ratios.
+#
+# Usage: bash bench/token.sh     (needs the harness: bash tests/harness/install.sh)
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${FLEETCTX_VENV:-$repo/.venv}"
+runs="${RUNS:-300}"
+
+if ! command -v hyperfine >/dev/null; then
+    if [[ "$(id -u)" == 0 ]]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine >/dev/null
+    else
+        echo "bench: hyperfine is required (apt-get install hyperfine)" >&2
+        exit 1
+    fi
+fi
+[[ -x "$venv/bin/aws" ]] || { echo "bench: run tests/harness/install.sh first" >&2; exit 1; }
+
+cargo build --release --quiet --manifest-path "$repo/Cargo.toml"
+bin="$repo/target/release/fleetctx"
+
+work="$(mktemp -d)"
+cleanup() { [[ -n "${fakes_pid:-}" ]] && kill "$fakes_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+# A hermetic identity: static keys for AWS, a loopback token endpoint for Google.
+export HOME="$work/home" XDG_CACHE_HOME="$work/cache" AWS_EC2_METADATA_DISABLED=true
+export AWS_CONFIG_FILE="$work/aws-config" AWS_SHARED_CREDENTIALS_FILE="$work/aws-credentials"
+export AWS_ACCESS_KEY_ID=AKIAFLEETCTXBENCH001 AWS_SECRET_ACCESS_KEY=bench/secret/key
+mkdir -p "$HOME"
+mkfifo "$work/fakes.out"
+"$venv/bin/python" "$repo/tests/fakes/fakes.py" --dir "$work/fakes" --no-moto --no-stdin-watch >"$work/fakes.out" &
+fakes_pid=$!
+read -r fakes_line <"$work/fakes.out"
+GOOGLE_APPLICATION_CREDENTIALS="$("$venv/bin/python" -c 'import json,sys; print(json.loads(sys.argv[1])["sa_key"])' "$fakes_line")"
+export GOOGLE_APPLICATION_CREDENTIALS
+
+eks=(token eks --cluster prod --region eu-west-1)
+"$bin" "${eks[@]}" >/dev/null   # warm both caches
+"$bin" token gke >/dev/null
+
+cases=(
+    -n "fleetctx token eks (cache hit)" "$bin ${eks[*]}"
+    -n "fleetctx token gke (cache hit)" "$bin token gke"
+    -n "fleetctx token eks --no-cache (cold, static keys)" "$bin ${eks[*]} --no-cache"
+)
+hyperfine -N --style basic --warmup 20 --runs "$runs" --export-json "$work/fleetctx.json" "${cases[@]}" >&2
+
+slow=(-n "aws eks get-token" "$venv/bin/aws eks get-token --cluster-name prod --region eu-west-1 --output json")
+if command -v gke-gcloud-auth-plugin >/dev/null; then
+    # Its cache, warm: the file it keeps next to the kubeconfig after a refresh,
+    # valid for the kubeconfig's current-context.
+    mkdir -p "$HOME/.kube"
+    printf 'apiVersion: v1\nkind: Config\ncurrent-context: bench\ncontexts:\n- name: bench\n  context: {cluster: bench, user: bench}\nclusters:\n- name: bench\n  cluster: {server: "https://127.0.0.1:1"}\nusers:\n- name: bench\n  user: {token: unused}\n' >"$HOME/.kube/config"
+    printf '{"current_context":"bench","access_token":"ya29.bench","token_expiry":"%s"}' \
+        "$(date -u -d '+50 min' +%Y-%m-%dT%H:%M:%SZ)" >"$HOME/.kube/gke_gcloud_auth_plugin_cache"
+    gke-gcloud-auth-plugin >/dev/null
+    slow+=(-n "gke-gcloud-auth-plugin (cache warm)" "gke-gcloud-auth-plugin")
+else
+    echo "bench: gke-gcloud-auth-plugin is not installed; skipping it" >&2
+fi
+hyperfine -N --style basic --warmup 1 --runs "${SLOW_RUNS:-10}" --export-json "$work/others.json" "${slow[@]}" >&2
+
+"$venv/bin/python" - "$work/fleetctx.json" "$work/others.json" <<'PY'
+import json, sys
+rows = [r for f in sys.argv[1:] for r in json.load(open(f))["results"]]
+med = {r["command"]: r["median"] * 1000 for r in rows}
+aws = med["aws eks get-token"]
+print(f"\n{'command':<52} {'median':>10} {'vs aws eks get-token':>22}")
+for name, ms in med.items():
+    print(f"{name:<52} {ms:>8.2f}ms {aws / ms:>20.0f}x")
+PY

@@ -1,0 +1,574 @@
+//! kubeconfig files: which file to write, kubectl's lock, parsing without loss,
+//! the ownership marker, the merge plan, and the atomic write.
+//!
+//! The document is kept as a YAML value tree, so every entry, field, extension
+//! and `preferences` fleetctx does not own survives, in its order. fleetctx owns
+//! an entry only when the entry carries its marker: an `extensions` item named
+//! `fleetctx`, which kubectl preserves when it rewrites the file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use yaml_serde::{Mapping, Value};
+
+use crate::error::{Error, Result};
+
+/// The name of the `extensions` item that marks an entry as fleetctx's.
+pub const MARKER: &str = "fleetctx";
+/// The marker field recording when fleetctx last changed the entry.
+pub const LAST_CHANGED: &str = "last-changed";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Cluster,
+    User,
+    Context,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Cluster, Kind::User, Kind::Context];
+
+    fn list_key(self) -> &'static str {
+        match self {
+            Kind::Cluster => "clusters",
+            Kind::User => "users",
+            Kind::Context => "contexts",
+        }
+    }
+
+    fn inner_key(self) -> &'static str {
+        match self {
+            Kind::Cluster => "cluster",
+            Kind::User => "user",
+            Kind::Context => "context",
+        }
+    }
+
+    /// The fields of the inner object fleetctx sets; others (a context's
+    /// `namespace`, say) belong to the user and are kept.
+    fn owned_fields(self) -> &'static [&'static str] {
+        match self {
+            Kind::Cluster => &[
+                "server",
+                "certificate-authority-data",
+                "certificate-authority",
+                "tls-server-name",
+            ],
+            Kind::User => &["exec", "token", "auth-provider"],
+            Kind::Context => &["cluster", "user"],
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        self.inner_key()
+    }
+}
+
+/// kubectl's rule for where new entries go: `--kubeconfig`, else the only
+/// `KUBECONFIG` entry, else the first `KUBECONFIG` file that exists, else the last
+/// listed, else `~/.kube/config`.
+pub fn target_path(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    let listed: Vec<PathBuf> = std::env::var_os("KUBECONFIG")
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(existing) = listed.iter().find(|p| p.exists()) {
+        return Ok(existing.clone());
+    }
+    if let Some(last) = listed.last() {
+        return Ok(last.clone());
+    }
+    directories::BaseDirs::new()
+        .map(|d| d.home_dir().join(".kube").join("config"))
+        .ok_or_else(|| {
+            Error::new("cannot find the home directory for ~/.kube/config")
+                .hint("pass --kubeconfig FILE")
+        })
+}
+
+/// Reads and parses a kubeconfig; a missing or empty file is an empty config.
+pub fn load(path: &Path) -> Result<Value> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(
+                Error::new(format!("could not read kubeconfig {}", path.display())).cause(e),
+            );
+        }
+    };
+    parse(&text).map_err(|e| {
+        Error::new(format!("kubeconfig {} does not parse; it was left untouched", path.display()))
+            .because(e.message().to_string())
+            .hint(format!(
+                "fix or move {} (fleetctx never writes a file it cannot parse); `kubectl config view --kubeconfig {}` shows what kubectl makes of it",
+                path.display(),
+                path.display()
+            ))
+    })
+}
+
+pub fn parse(text: &str) -> Result<Value> {
+    if text.trim().is_empty() {
+        return Ok(Value::Mapping(Mapping::new()));
+    }
+    let value: Value = yaml_serde::from_str(text).map_err(|e| Error::new(e.to_string()))?;
+    match value {
+        Value::Mapping(_) => Ok(value),
+        Value::Null => Ok(Value::Mapping(Mapping::new())),
+        _ => Err(Error::new("the top level is not a mapping")),
+    }
+}
+
+/// An entry fleetctx wants in the file: the inner object's owned fields and the
+/// marker's fields (without `last-changed`, which the merge manages).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    pub kind: Kind,
+    pub name: String,
+    pub fields: Mapping,
+    pub marker: Mapping,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    Added,
+    Updated(Vec<String>),
+    Removed,
+    Unchanged,
+    /// A same-named entry fleetctx does not own (left alone without `--adopt`).
+    Conflict,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct MergeOutcome {
+    pub changes: Vec<(Kind, String, Change)>,
+    pub current_context_cleared: Option<String>,
+}
+
+impl MergeOutcome {
+    pub fn count(&self, pred: impl Fn(&Change) -> bool) -> usize {
+        self.changes.iter().filter(|(_, _, c)| pred(c)).count()
+    }
+}
+
+pub struct MergeRules<'a> {
+    /// May an owned entry from this source (its marker's `source`) be removed
+    /// when it is not desired? True only for sources that answered completely.
+    pub prunable: &'a dyn Fn(&str) -> bool,
+    pub prune: bool,
+    pub adopt: bool,
+    /// The RFC 3339 instant recorded in the marker of entries that change.
+    pub now: String,
+}
+
+fn key(s: &str) -> Value {
+    Value::String(s.to_string())
+}
+
+fn entry_name(entry: &Value) -> Option<&str> {
+    entry.get("name").and_then(Value::as_str)
+}
+
+/// The marker of an entry, if fleetctx owns it.
+pub fn marker_of(kind: Kind, entry: &Value) -> Option<&Mapping> {
+    entry
+        .get(kind.inner_key())?
+        .get("extensions")?
+        .as_sequence()?
+        .iter()
+        .find(|e| e.get("name").and_then(Value::as_str) == Some(MARKER))?
+        .get("extension")?
+        .as_mapping()
+}
+
+/// Every entry of a kind fleetctx owns: (name, inner object, marker).
+pub fn owned_entries(doc: &Value, kind: Kind) -> Vec<(String, &Value, &Mapping)> {
+    list(doc, kind)
+        .iter()
+        .filter_map(|e| {
+            Some((
+                entry_name(e)?.to_string(),
+                e.get(kind.inner_key())?,
+                marker_of(kind, e)?,
+            ))
+        })
+        .collect()
+}
+
+fn list(doc: &Value, kind: Kind) -> &[Value] {
+    doc.get(kind.list_key())
+        .and_then(Value::as_sequence)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+fn list_mut(doc: &mut Value, kind: Kind) -> &mut Vec<Value> {
+    let map = doc.as_mapping_mut().expect("a kubeconfig is a mapping");
+    let slot = map
+        .entry(key(kind.list_key()))
+        .or_insert(Value::Sequence(Vec::new()));
+    if !slot.is_sequence() {
+        // `clusters: null`, as kubectl itself may write.
+        *slot = Value::Sequence(Vec::new());
+    }
+    slot.as_sequence_mut().expect("just made a sequence")
+}
+
+/// The inner object as it should be: the existing one with owned fields replaced
+/// and the marker item replaced; `last-changed` kept when nothing else changed.
+fn merged_inner(
+    kind: Kind,
+    existing: Option<&Value>,
+    desired: &Desired,
+    now: &str,
+) -> (Value, Vec<String>) {
+    let mut inner = existing
+        .and_then(Value::as_mapping)
+        .cloned()
+        .unwrap_or_default();
+    let mut changed = Vec::new();
+    for field in kind.owned_fields() {
+        let want = desired.fields.get(*field);
+        if inner.get(*field) != want {
+            changed.push(field.to_string());
+            match want {
+                Some(v) => {
+                    inner.insert(key(field), v.clone());
+                }
+                None => {
+                    inner.remove(*field);
+                }
+            }
+        }
+    }
+    let old_marker = existing.and_then(|_| {
+        inner
+            .get("extensions")
+            .and_then(Value::as_sequence)
+            .and_then(|s| {
+                s.iter()
+                    .find(|e| e.get("name").and_then(Value::as_str) == Some(MARKER))
+            })
+            .and_then(|e| e.get("extension"))
+            .and_then(Value::as_mapping)
+            .cloned()
+    });
+    let mut marker = desired.marker.clone();
+    let same_marker = old_marker.as_ref().is_some_and(|old| {
+        let mut old = old.clone();
+        old.remove(LAST_CHANGED);
+        old == desired.marker
+    });
+    if !same_marker {
+        changed.push("marker".to_string());
+    }
+    let last_changed = match (&old_marker, changed.is_empty()) {
+        (Some(old), true) => old.get(LAST_CHANGED).cloned().unwrap_or_else(|| key(now)),
+        _ => key(now),
+    };
+    marker.insert(key(LAST_CHANGED), last_changed);
+    let mut item = Mapping::new();
+    item.insert(key("name"), key(MARKER));
+    item.insert(key("extension"), Value::Mapping(marker));
+    let extensions = inner
+        .entry(key("extensions"))
+        .or_insert(Value::Sequence(Vec::new()));
+    if !extensions.is_sequence() {
+        *extensions = Value::Sequence(Vec::new());
+    }
+    let extensions = extensions.as_sequence_mut().expect("a sequence");
+    match extensions
+        .iter_mut()
+        .find(|e| e.get("name").and_then(Value::as_str) == Some(MARKER))
+    {
+        Some(slot) => *slot = Value::Mapping(item),
+        None => extensions.push(Value::Mapping(item)),
+    }
+    (Value::Mapping(inner), changed)
+}
+
+/// Merges `desired` into `doc`. Entries are grouped by the context that uses
+/// them: a conflict on any entry of a group leaves the whole group alone.
+pub fn merge(doc: &mut Value, groups: &[Vec<Desired>], rules: &MergeRules<'_>) -> MergeOutcome {
+    let mut outcome = MergeOutcome::default();
+    let mut wanted: BTreeSet<(Kind, String)> = BTreeSet::new();
+    let mut done: BTreeSet<(Kind, String)> = BTreeSet::new();
+
+    for group in groups {
+        let conflicts: Vec<&Desired> = group
+            .iter()
+            .filter(|d| {
+                list(doc, d.kind)
+                    .iter()
+                    .any(|e| entry_name(e) == Some(&d.name) && marker_of(d.kind, e).is_none())
+            })
+            .collect();
+        for d in group {
+            wanted.insert((d.kind, d.name.clone()));
+        }
+        if !conflicts.is_empty() && !rules.adopt {
+            for d in conflicts {
+                if done.insert((d.kind, d.name.clone())) {
+                    outcome
+                        .changes
+                        .push((d.kind, d.name.clone(), Change::Conflict));
+                }
+            }
+            continue;
+        }
+        for d in group {
+            if !done.insert((d.kind, d.name.clone())) {
+                continue; // a shared user, already written for an earlier group
+            }
+            let entries = list_mut(doc, d.kind);
+            let index = entries.iter().position(|e| entry_name(e) == Some(&d.name));
+            let existing_inner = index
+                .and_then(|i| entries[i].get(d.kind.inner_key()))
+                .cloned();
+            let (inner, changed) = merged_inner(d.kind, existing_inner.as_ref(), d, &rules.now);
+            let change = match index {
+                None => Change::Added,
+                Some(_) if changed.is_empty() => Change::Unchanged,
+                Some(_) => Change::Updated(changed),
+            };
+            match index {
+                Some(i) if change != Change::Unchanged => {
+                    if let Some(map) = entries[i].as_mapping_mut() {
+                        map.insert(key(d.kind.inner_key()), inner);
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    let mut entry = Mapping::new();
+                    entry.insert(key("name"), key(&d.name));
+                    entry.insert(key(d.kind.inner_key()), inner);
+                    entries.push(Value::Mapping(entry));
+                }
+            }
+            outcome.changes.push((d.kind, d.name.clone(), change));
+        }
+    }
+
+    if rules.prune {
+        prune(doc, &wanted, rules, &mut outcome);
+    }
+    outcome
+}
+
+fn prune(
+    doc: &mut Value,
+    wanted: &BTreeSet<(Kind, String)>,
+    rules: &MergeRules<'_>,
+    outcome: &mut MergeOutcome,
+) {
+    let source_of = |kind: Kind, e: &Value| {
+        marker_of(kind, e)
+            .and_then(|m| m.get("source"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let mut removed_contexts = Vec::new();
+    for kind in [Kind::Context, Kind::Cluster] {
+        let entries = list_mut(doc, kind);
+        entries.retain(|e| {
+            let Some(name) = entry_name(e) else {
+                return true;
+            };
+            let gone = source_of(kind, e).is_some_and(|s| (rules.prunable)(&s))
+                && !wanted.contains(&(kind, name.to_string()));
+            if gone {
+                outcome
+                    .changes
+                    .push((kind, name.to_string(), Change::Removed));
+                if kind == Kind::Context {
+                    removed_contexts.push(name.to_string());
+                }
+            }
+            !gone
+        });
+    }
+    // Users go when no remaining context uses them (GKE users are shared).
+    let in_use: BTreeSet<String> = list(doc, Kind::Context)
+        .iter()
+        .filter_map(|e| e.get("context")?.get("user")?.as_str().map(str::to_string))
+        .collect();
+    list_mut(doc, Kind::User).retain(|e| {
+        let Some(name) = entry_name(e) else {
+            return true;
+        };
+        let gone = source_of(Kind::User, e).is_some_and(|s| (rules.prunable)(&s))
+            && !wanted.contains(&(Kind::User, name.to_string()))
+            && !in_use.contains(name);
+        if gone {
+            outcome
+                .changes
+                .push((Kind::User, name.to_string(), Change::Removed));
+        }
+        !gone
+    });
+    let current = doc
+        .get("current-context")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if let Some(current) = current.filter(|c| removed_contexts.contains(c)) {
+        if let Some(map) = doc.as_mapping_mut() {
+            map.insert(key("current-context"), key(""));
+        }
+        outcome.current_context_cleared = Some(current);
+    }
+}
+
+/// A new, empty kubeconfig document.
+pub fn empty_document() -> Value {
+    let mut map = Mapping::new();
+    map.insert(key("apiVersion"), key("v1"));
+    map.insert(key("kind"), key("Config"));
+    Value::Mapping(map)
+}
+
+/// kubectl's `<file>.lock`, created exclusively and removed when dropped.
+pub struct FileLock {
+    path: PathBuf,
+}
+
+impl FileLock {
+    pub fn acquire(target: &Path, timeout: Duration) -> Result<FileLock> {
+        let mut name = target.as_os_str().to_owned();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|e| {
+                Error::new(format!("could not create directory {}", dir.display())).cause(e)
+            })?;
+        }
+        let started = Instant::now();
+        let mut said = false;
+        loop {
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(_) => return Ok(FileLock { path }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(Error::new(format!(
+                        "could not create lock file {}",
+                        path.display()
+                    ))
+                    .cause(e));
+                }
+            }
+            if !said {
+                eprintln!(
+                    "fleetctx: waiting for {} (kubectl or another fleetctx is writing {})",
+                    path.display(),
+                    target.display()
+                );
+                said = true;
+            }
+            if started.elapsed() >= timeout {
+                return Err(Error::new(format!(
+                    "timed out after {}s waiting for the lock {}",
+                    timeout.as_secs(),
+                    path.display()
+                ))
+                .hint(format!(
+                    "if no kubectl or fleetctx is running, the lock is stale: remove {}",
+                    path.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Replaces `target` atomically: a temp file in the same directory, with the
+/// original's mode (0600 for a new file), synced, then renamed over it. A symlinked
+/// kubeconfig is written through, not replaced by a file.
+pub fn write_atomic(target: &Path, text: &str) -> Result<()> {
+    let real = fs::canonicalize(target).unwrap_or_else(|_| target.to_path_buf());
+    let mode = fs::metadata(&real)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o600);
+    let dir = real
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = real
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.fleetctx-{}.tmp", std::process::id()));
+    let fail = |e: std::io::Error| {
+        let _ = fs::remove_file(&tmp);
+        Error::new(format!("could not write kubeconfig {}", target.display())).cause(e)
+    };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(fail)?;
+    file.write_all(text.as_bytes()).map_err(fail)?;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(fail)?;
+    file.sync_all().map_err(fail)?;
+    fs::rename(&tmp, &real).map_err(fail)?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Human-readable field differences for `--dry-run`.
+pub fn describe(outcome: &MergeOutcome) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut by_change: BTreeMap<u8, Vec<String>> = BTreeMap::new();
+    for (kind, name, change) in &outcome.changes {
+        let (order, line) = match change {
+            Change::Added => (0, format!("+ {} {}", kind.label(), name)),
+            Change::Updated(fields) => (
+                1,
+                format!("~ {} {} ({})", kind.label(), name, fields.join(", ")),
+            ),
+            Change::Removed => (2, format!("- {} {}", kind.label(), name)),
+            Change::Conflict => (
+                3,
+                format!(
+                    "! {} {} exists and is not managed by fleetctx; left alone",
+                    kind.label(),
+                    name
+                ),
+            ),
+            Change::Unchanged => continue,
+        };
+        by_change.entry(order).or_default().push(line);
+    }
+    for group in by_change.into_values() {
+        lines.extend(group);
+    }
+    if let Some(current) = &outcome.current_context_cleared {
+        lines.push(format!("~ current-context {current} (pruned) -> unset"));
+    }
+    lines
+}

@@ -1,0 +1,471 @@
+//! `fleetctx sync`: discover every cluster in parallel, turn each into a cluster,
+//! user and context entry, and merge them into one kubeconfig under kubectl's
+//! lock. Sources that fail are reported and skipped; the rest is still written.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use yaml_serde::{Mapping, Value};
+
+use crate::discovery::{Answer, Found, Limits, SourceResult};
+use crate::error::{Error, Exit, Result, warn};
+use crate::gke::{self, Endpoint, GkeToken};
+use crate::kubeconfig::{self, Change, Desired, FileLock, Kind, MergeRules};
+use crate::token::{self, TokenOptions};
+use crate::{cache, eks, yaml};
+
+pub const GKE_TEMPLATE: &str = "gke_{project}_{location}_{name}";
+pub const EKS_TEMPLATE: &str = "eks_{profile}_{region}_{name}";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GkeProjects {
+    Listed(Vec<String>),
+    /// Every ACTIVE project the identity can see (Resource Manager).
+    All,
+    /// gcloud's default project.
+    Default,
+}
+
+#[derive(Clone, Debug)]
+pub struct GkeScan {
+    pub projects: GkeProjects,
+    pub endpoint: Endpoint,
+}
+
+#[derive(Clone, Debug)]
+pub struct EksScan {
+    /// `None` is the default credential chain.
+    pub profiles: Vec<Option<String>>,
+    /// Empty: every region of each profile's partition.
+    pub regions: Vec<String>,
+}
+
+/// Plain values for one sync, merged from flags and `config.yaml`.
+#[derive(Clone, Debug)]
+pub struct SyncOptions {
+    pub gke: Option<GkeScan>,
+    pub eks: Option<EksScan>,
+    /// Sources chosen by the user (flags or settings): missing credentials are a
+    /// failure. Defaults are skipped with a line instead.
+    pub explicit: bool,
+    pub kubeconfig: Option<PathBuf>,
+    pub name_template: Option<String>,
+    pub exec_command: String,
+    pub concurrency: usize,
+    pub timeout: Duration,
+    pub lock_timeout: Duration,
+    pub prune: bool,
+    pub adopt: bool,
+    pub dry_run: bool,
+    pub verbose: bool,
+    pub quiet: bool,
+    pub token: TokenOptions,
+}
+
+/// What discovery produced, before anything is written.
+struct Discovery {
+    results: Vec<SourceResult>,
+    /// Lines for providers skipped because nothing is set up.
+    skipped: Vec<String>,
+    /// `gke/*` sources a complete project listing did not contain: gone projects.
+    gke_listing_complete: bool,
+    gke_scanned: bool,
+}
+
+pub fn run(options: &SyncOptions) -> Result<Exit> {
+    let target = kubeconfig::target_path(options.kubeconfig.as_deref())?;
+    // Refuse an unparseable file before any network call.
+    kubeconfig::load(&target)?;
+
+    let discovery = discover(options)?;
+    let groups = desired(options, &discovery.results);
+
+    let complete: BTreeSet<String> = discovery
+        .results
+        .iter()
+        .filter(|r| r.is_complete())
+        .map(|r| r.source.clone())
+        .collect();
+    let scanned: BTreeSet<String> = discovery.results.iter().map(|r| r.source.clone()).collect();
+    let gke_all_complete = discovery.gke_scanned
+        && discovery
+            .results
+            .iter()
+            .filter(|r| r.source.starts_with("gke/"))
+            .all(|r| r.is_complete());
+    let prunable = |source: &str| {
+        complete.contains(source)
+            || (source == "gke" && gke_all_complete)
+            || (discovery.gke_listing_complete
+                && source.starts_with("gke/")
+                && !scanned.contains(source))
+    };
+    let rules = MergeRules {
+        prunable: &prunable,
+        prune: options.prune,
+        adopt: options.adopt,
+        now: cache::rfc3339(cache::now()),
+    };
+
+    let _lock = if options.dry_run {
+        None
+    } else {
+        Some(FileLock::acquire(&target, options.lock_timeout)?)
+    };
+    let before = kubeconfig::load(&target)?;
+    let mut doc = before.clone();
+    if doc.as_mapping().is_some_and(Mapping::is_empty) {
+        doc = kubeconfig::empty_document();
+    }
+    let outcome = kubeconfig::merge(&mut doc, &groups, &rules);
+    let changed =
+        outcome.count(|c| matches!(c, Change::Added | Change::Updated(_) | Change::Removed)) > 0;
+    if options.dry_run {
+        let mut lines = kubeconfig::describe(&outcome);
+        if lines.is_empty() {
+            lines.push("no changes".to_string());
+        }
+        crate::cli::write_stdout(&lines.join("\n"))?;
+    } else if changed {
+        kubeconfig::write_atomic(&target, &yaml::to_string(&doc))?;
+    }
+    report(options, &discovery, &outcome, &target, changed);
+
+    let failed = discovery
+        .results
+        .iter()
+        .any(|r| matches!(r.answer, Answer::Failed(_)));
+    Ok(if failed { Exit::Partial } else { Exit::Success })
+}
+
+/// Every source, concurrently, under one bound.
+fn discover(options: &SyncOptions) -> Result<Discovery> {
+    let mut skipped = Vec::new();
+    let mut results = Vec::new();
+    let limits = Limits::new(options.concurrency, options.timeout, options.verbose);
+
+    // The GKE token comes from the same cache `token gke` uses (often a hit).
+    let mut gke_plan = None;
+    if let Some(scan) = &options.gke {
+        let projects = match &scan.projects {
+            GkeProjects::Default => match gke::default_project() {
+                Some(p) => Some(GkeProjects::Listed(vec![p])),
+                None => {
+                    skipped.push("GKE skipped: no default project (run `gcloud config set project PROJECT`, or pass --gke-project / --gke-all-projects)".to_string());
+                    None
+                }
+            },
+            other => Some(other.clone()),
+        };
+        if let Some(projects) = projects {
+            match token::credential(&GkeToken::default(), &options.token) {
+                Ok(credential) => gke_plan = Some((projects, scan.endpoint, credential.token)),
+                Err(e) if !options.explicit => skipped.push(format!(
+                    "GKE skipped: {} ({})",
+                    e.message(),
+                    e.hint_text()
+                        .unwrap_or("run `gcloud auth application-default login`")
+                )),
+                Err(e) => results.push(SourceResult::failed("gke".to_string(), e)),
+            }
+        }
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::new("could not start the async runtime").cause(e))?;
+    let mut gke_listing_complete = false;
+    let gke_scanned = gke_plan.is_some();
+    runtime.block_on(async {
+        let gke = async {
+            let Some((projects, endpoint, token)) = &gke_plan else {
+                return (Vec::new(), false);
+            };
+            let (projects, listing_complete) = match projects {
+                GkeProjects::All => match gke::list_projects(token, &limits).await {
+                    Ok(p) => (p, true),
+                    Err(e) => return (vec![SourceResult::failed("gke".to_string(), e)], false),
+                },
+                GkeProjects::Listed(p) => (p.clone(), false),
+                GkeProjects::Default => (Vec::new(), false),
+            };
+            let client = match gke::cluster_client(token, &limits).await {
+                Ok(c) => c,
+                Err(e) => return (vec![SourceResult::failed("gke".to_string(), e)], false),
+            };
+            let scans = projects
+                .iter()
+                .map(|p| gke::discover_project(&client, p, *endpoint, &limits));
+            (futures::future::join_all(scans).await, listing_complete)
+        };
+        let eks = async {
+            let Some(scan) = &options.eks else {
+                return (Vec::new(), Vec::new());
+            };
+            let per_profile = scan.profiles.iter().map(|profile| {
+                discover_profile(profile.as_deref(), scan, options.explicit, &limits)
+            });
+            let mut results = Vec::new();
+            let mut skipped = Vec::new();
+            for (r, s) in futures::future::join_all(per_profile).await {
+                results.extend(r);
+                skipped.extend(s);
+            }
+            (results, skipped)
+        };
+        let ((gke_results, listing_complete), (eks_results, eks_skipped)) = tokio::join!(gke, eks);
+        gke_listing_complete = listing_complete;
+        results.extend(gke_results);
+        results.extend(eks_results);
+        skipped.extend(eks_skipped);
+    });
+    Ok(Discovery {
+        results,
+        skipped,
+        gke_listing_complete,
+        gke_scanned,
+    })
+}
+
+/// One AWS profile across its regions. When every region says "not enabled",
+/// the credentials are what is broken: that is a failure, not an empty fleet.
+async fn discover_profile(
+    profile: Option<&str>,
+    scan: &EksScan,
+    explicit: bool,
+    limits: &Limits,
+) -> (Vec<SourceResult>, Vec<String>) {
+    let label = profile.unwrap_or("default");
+    let regions = if scan.regions.is_empty() {
+        eks::partition_regions(profile).await
+    } else {
+        scan.regions.clone()
+    };
+    let config = match eks::profile_config(profile, &regions[0], limits).await {
+        Ok(config) => config,
+        Err(e) if !explicit => {
+            let line = format!(
+                "EKS skipped: {} ({})",
+                e.message(),
+                e.hint_text().unwrap_or_default()
+            );
+            return (Vec::new(), vec![line]);
+        }
+        Err(e) => {
+            return (
+                vec![SourceResult::failed(format!("eks/{label}"), e)],
+                Vec::new(),
+            );
+        }
+    };
+    let scans = regions
+        .iter()
+        .map(|region| eks::discover_region(&config, profile, region, limits));
+    let mut results = futures::future::join_all(scans).await;
+    if results.len() > 1 && results.iter().all(|r| matches!(r.answer, Answer::Empty(_))) {
+        for r in &mut results {
+            r.answer = Answer::Failed(
+                Error::new(format!(
+                    "every region rejected the credentials of profile {label}"
+                ))
+                .hint(format!(
+                    "check `aws sts get-caller-identity --profile {label}`"
+                )),
+            );
+        }
+    }
+    (results, Vec::new())
+}
+
+/// `{provider} {project} {account} {profile} {location} {region} {name}` in a name template.
+pub fn render(template: &str, found: &Found) -> String {
+    let profile = found.profile.as_deref().unwrap_or("");
+    template
+        .replace("{provider}", found.provider)
+        .replace("{project}", &found.owner)
+        .replace("{account}", &found.owner)
+        .replace("{profile}", profile)
+        .replace("{location}", &found.location)
+        .replace("{region}", &found.location)
+        .replace("{name}", &found.name)
+}
+
+fn string(s: &str) -> Value {
+    Value::String(s.to_string())
+}
+
+fn mapping(pairs: &[(&str, Value)]) -> Mapping {
+    let mut map = Mapping::new();
+    for (k, v) in pairs {
+        map.insert(string(k), v.clone());
+    }
+    map
+}
+
+/// The three entries of every found cluster, grouped so a conflict on one keeps
+/// the group out. Two clusters rendering to the same name: the first wins.
+fn desired(options: &SyncOptions, results: &[SourceResult]) -> Vec<Vec<Desired>> {
+    let mut taken = BTreeSet::new();
+    let mut groups = Vec::new();
+    for found in results.iter().flat_map(|r| &r.clusters) {
+        let template = options
+            .name_template
+            .as_deref()
+            .unwrap_or(match found.provider {
+                "gke" => GKE_TEMPLATE,
+                _ => EKS_TEMPLATE,
+            });
+        let name = render(template, found);
+        if !taken.insert(name.clone()) {
+            warn(format!(
+                "{} cluster {} renders to the name {name}, which another cluster already has; skipped (change --name-template)",
+                found.provider, found.name
+            ));
+            continue;
+        }
+        groups.push(entries(options, found, &name));
+    }
+    groups
+}
+
+fn entries(options: &SyncOptions, found: &Found, name: &str) -> Vec<Desired> {
+    let owner_key = if found.provider == "gke" {
+        "project"
+    } else {
+        "account"
+    };
+    let mut marker = mapping(&[
+        ("source", string(&found.source)),
+        ("provider", string(found.provider)),
+        (owner_key, string(&found.owner)),
+        ("location", string(&found.location)),
+        ("cluster", string(&found.name)),
+    ]);
+    if let Some(profile) = &found.profile {
+        marker.insert(string("profile"), string(profile));
+    }
+    let mut cluster = mapping(&[("server", string(&found.server))]);
+    if let Some(ca) = &found.ca_data {
+        cluster.insert(string("certificate-authority-data"), string(ca));
+    }
+    let user_name = found
+        .shared_user
+        .clone()
+        .unwrap_or_else(|| name.to_string());
+    let exec = mapping(&[
+        ("apiVersion", string("client.authentication.k8s.io/v1")),
+        ("command", string(&options.exec_command)),
+        (
+            "args",
+            Value::Sequence(found.token_args.iter().map(|a| string(a)).collect()),
+        ),
+        ("interactiveMode", string("Never")),
+        ("installHint", string(INSTALL_HINT)),
+    ]);
+    let user_marker = match &found.shared_user {
+        Some(_) => mapping(&[
+            ("source", string(found.provider)),
+            ("provider", string(found.provider)),
+        ]),
+        None => marker.clone(),
+    };
+    vec![
+        Desired {
+            kind: Kind::Cluster,
+            name: name.to_string(),
+            fields: cluster,
+            marker: marker.clone(),
+        },
+        Desired {
+            kind: Kind::User,
+            name: user_name.clone(),
+            fields: mapping(&[("exec", Value::Mapping(exec))]),
+            marker: user_marker,
+        },
+        Desired {
+            kind: Kind::Context,
+            name: name.to_string(),
+            fields: mapping(&[("cluster", string(name)), ("user", string(&user_name))]),
+            marker,
+        },
+    ]
+}
+
+pub const INSTALL_HINT: &str = "fleetctx writes this entry and serves its credentials. Install it (cargo install --locked --path <fleetctx checkout>) and run `fleetctx sync` again.";
+
+fn report(
+    options: &SyncOptions,
+    discovery: &Discovery,
+    outcome: &kubeconfig::MergeOutcome,
+    target: &std::path::Path,
+    changed: bool,
+) {
+    for line in &discovery.skipped {
+        eprintln!("fleetctx: {line}");
+    }
+    let (mut complete, mut partial, mut failed, mut found) = (0, 0, 0, 0);
+    for result in &discovery.results {
+        found += result.clusters.len();
+        match &result.answer {
+            Answer::Complete | Answer::Empty(_) => complete += 1,
+            Answer::Partial(why) => {
+                partial += 1;
+                warn(why);
+            }
+            Answer::Failed(error) => {
+                failed += 1;
+                eprintln!("{error}");
+            }
+        }
+        if options.verbose {
+            if let Answer::Empty(why) = &result.answer {
+                eprintln!("fleetctx: {}: no clusters ({why})", result.source);
+            }
+        }
+    }
+    for (kind, name, change) in &outcome.changes {
+        if *change == Change::Conflict {
+            warn(format!(
+                "{} {name} in {} exists and is not managed by fleetctx; left alone (--adopt takes it over)",
+                kind.label(),
+                target.display()
+            ));
+        }
+    }
+    if let Some(current) = &outcome.current_context_cleared {
+        warn(format!(
+            "current-context {current} was pruned; current-context is now unset"
+        ));
+    }
+    if options.quiet {
+        return;
+    }
+    eprintln!(
+        "fleetctx: {} sources scanned ({complete} complete, {partial} partial, {failed} failed), {found} clusters found",
+        discovery.results.len()
+    );
+    let count = |pred: fn(&Change) -> bool| outcome.count(pred);
+    let verb = if options.dry_run {
+        "would be"
+    } else if changed {
+        ""
+    } else {
+        "unchanged:"
+    };
+    eprintln!(
+        "fleetctx: {} {verb} {} added, {} updated, {} removed, {} unchanged{}",
+        target.display(),
+        count(|c| *c == Change::Added),
+        count(|c| matches!(c, Change::Updated(_))),
+        count(|c| *c == Change::Removed),
+        count(|c| *c == Change::Unchanged),
+        if options.dry_run {
+            " (dry run: nothing written)"
+        } else {
+            ""
+        }
+    );
+}
