@@ -11,7 +11,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::eks::EksToken;
 use crate::error::{Error, Exit, Result, warn};
 use crate::exec_credential;
-use crate::gke::GkeToken;
+use crate::gke::{Endpoint, GkeToken};
+use crate::settings::{EksSettings, GkeSettings, Settings};
+use crate::sync::{self, EksScan, GkeProjects, GkeScan, SyncOptions};
 use crate::token::{self, TokenOptions, TokenSource};
 
 /// Every GKE and EKS cluster you can reach, in your kubeconfig, with credentials
@@ -21,6 +23,12 @@ use crate::token::{self, TokenOptions, TokenSource};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Print a debug line for every API call (method, host, outcome, duration; never a secret).
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Print nothing but errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -31,6 +39,185 @@ pub enum Command {
     /// once, however many kubectl processes ask at the same moment.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Discover every GKE and EKS cluster you can reach and merge them into kubeconfig.
+    ///
+    /// Writes a cluster, a user (which runs `fleetctx token`) and a context per
+    /// cluster; keeps every entry it does not own; prunes entries of clusters that
+    /// are gone, for sources that answered completely. Sources come from the flags,
+    /// else from config.yaml, else gcloud's default project and the default AWS
+    /// profile across every region.
+    ///
+    /// Example: fleetctx sync --gke-all-projects --eks-profile dev --eks-profile prod
+    Sync(SyncArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// A GCP project to scan (repeatable).
+    #[arg(long = "gke-project", value_name = "ID")]
+    pub gke_projects: Vec<String>,
+    /// Scan every ACTIVE project the identity can see (Resource Manager).
+    #[arg(long)]
+    pub gke_all_projects: bool,
+    /// An AWS profile to scan (repeatable).
+    #[arg(long = "eks-profile", value_name = "NAME")]
+    pub eks_profiles: Vec<String>,
+    /// An AWS region to scan (repeatable; default: every region of the profile's partition).
+    #[arg(long = "eks-region", value_name = "REGION")]
+    pub eks_regions: Vec<String>,
+    /// Do not scan GKE.
+    #[arg(long)]
+    pub no_gke: bool,
+    /// Do not scan EKS.
+    #[arg(long)]
+    pub no_eks: bool,
+    /// Settings file (default: config.yaml in the user's config directory).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The kubeconfig to write (default: kubectl's rule: KUBECONFIG, else ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Which GKE control-plane address to write; dns is used automatically when a
+    /// cluster's IP endpoints are off.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub gke_endpoint: Option<Endpoint>,
+    /// Entry names, from {provider} {project} {account} {profile} {location} {region} {name}
+    /// [default: gke_{project}_{location}_{name} and eks_{profile}_{region}_{name}].
+    #[arg(long, value_name = "TEMPLATE")]
+    pub name_template: Option<String>,
+    /// The command users run for credentials (default: this fleetctx's absolute path).
+    #[arg(long, value_name = "COMMAND")]
+    pub exec_command: Option<String>,
+    /// Most API calls in flight at once.
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Keep entries of clusters that no longer exist.
+    #[arg(long)]
+    pub no_prune: bool,
+    /// Take over same-named entries fleetctx did not write.
+    #[arg(long)]
+    pub adopt: bool,
+    /// Print what would be added, changed and removed; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Limit for each API call.
+    #[arg(
+        long,
+        env = "FLEETCTX_TIMEOUT",
+        default_value_t = 20,
+        value_name = "SECONDS"
+    )]
+    pub timeout: u64,
+    /// How long to wait for kubectl's `<kubeconfig>.lock`.
+    #[arg(
+        long,
+        env = "FLEETCTX_LOCK_TIMEOUT",
+        default_value_t = 30,
+        value_name = "SECONDS"
+    )]
+    pub lock_timeout: u64,
+}
+
+impl SyncArgs {
+    /// Flags over settings over defaults.
+    fn options(self, settings: Settings, verbose: bool, quiet: bool) -> Result<SyncOptions> {
+        let gke_settings = settings.gke.unwrap_or_else(|| GkeSettings {
+            enabled: true,
+            ..GkeSettings::default()
+        });
+        let eks_settings = settings.eks.unwrap_or_else(|| EksSettings {
+            enabled: true,
+            ..EksSettings::default()
+        });
+        let explicit = !self.gke_projects.is_empty()
+            || self.gke_all_projects
+            || !self.eks_profiles.is_empty()
+            || !self.eks_regions.is_empty()
+            || !gke_settings.projects.is_empty()
+            || gke_settings.all_projects
+            || !eks_settings.profiles.is_empty()
+            || !eks_settings.regions.is_empty();
+        let named_gke = !self.gke_projects.is_empty() || self.gke_all_projects;
+        let gke_projects = if self.gke_all_projects {
+            GkeProjects::All
+        } else if !self.gke_projects.is_empty() {
+            GkeProjects::Listed(self.gke_projects)
+        } else if gke_settings.all_projects {
+            GkeProjects::All
+        } else if !gke_settings.projects.is_empty() {
+            GkeProjects::Listed(gke_settings.projects)
+        } else {
+            GkeProjects::Default
+        };
+        // Naming sources of one cloud on the command line scans only that cloud.
+        let named_eks = !self.eks_profiles.is_empty() || !self.eks_regions.is_empty();
+        let gke =
+            (!self.no_gke && gke_settings.enabled && (named_gke || !named_eks)).then(|| GkeScan {
+                projects: gke_projects,
+                endpoint: self
+                    .gke_endpoint
+                    .or(gke_settings.endpoint)
+                    .unwrap_or(Endpoint::Public),
+            });
+        let profiles = if !self.eks_profiles.is_empty() {
+            self.eks_profiles
+        } else {
+            eks_settings.profiles
+        };
+        let regions = if !self.eks_regions.is_empty() {
+            self.eks_regions
+        } else {
+            eks_settings.regions
+        };
+        let eks =
+            (!self.no_eks && eks_settings.enabled && (named_eks || !named_gke)).then(|| EksScan {
+                profiles: if profiles.is_empty() {
+                    vec![None]
+                } else {
+                    profiles.into_iter().map(Some).collect()
+                },
+                regions,
+            });
+        let exec_command = match self.exec_command.or(settings.exec_command) {
+            Some(command) => command,
+            None => std::env::current_exe()
+                .map_err(|e| {
+                    Error::new("could not find the path of this fleetctx")
+                        .cause(e)
+                        .hint("pass --exec-command")
+                })?
+                .display()
+                .to_string(),
+        };
+        let timeout = Duration::from_secs(self.timeout.max(1));
+        let lock_timeout = Duration::from_secs(self.lock_timeout);
+        Ok(SyncOptions {
+            gke,
+            eks,
+            explicit,
+            kubeconfig: self.kubeconfig.or(settings.kubeconfig),
+            name_template: self.name_template.or(settings.name_template),
+            exec_command,
+            concurrency: self
+                .concurrency
+                .or(settings.concurrency)
+                .unwrap_or(32)
+                .max(1),
+            timeout,
+            lock_timeout,
+            prune: !self.no_prune,
+            adopt: self.adopt,
+            dry_run: self.dry_run,
+            verbose,
+            quiet,
+            token: TokenOptions {
+                use_cache: true,
+                min_ttl: Duration::from_secs(300),
+                lock_timeout,
+                timeout,
+            },
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,6 +320,11 @@ pub fn run(cli: Cli) -> Result<Exit> {
                 role_arn: args.role_arn,
             };
             print_credential(&source, &args.cache.options())
+        }
+        Command::Sync(args) => {
+            let settings = Settings::load(args.config.as_deref())?;
+            let options = args.options(settings, cli.verbose, cli.quiet)?;
+            sync::run(&options)
         }
         Command::Token(TokenCommand::Gke(args)) => {
             let source = GkeToken {

@@ -29,7 +29,7 @@ pub struct GkeSettings {
     pub projects: Vec<String>,
     #[serde(default)]
     pub all_projects: bool,
-    pub endpoint: Option<String>,
+    pub endpoint: Option<crate::gke::Endpoint>,
 }
 
 #[derive(Debug, Default, Deserialize)]
