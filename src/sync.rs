@@ -448,24 +448,19 @@ fn report(
         discovery.results.len()
     );
     let count = |pred: fn(&Change) -> bool| outcome.count(pred);
-    let verb = if options.dry_run {
-        "would be"
+    let what = if options.dry_run {
+        "would change"
     } else if changed {
-        ""
+        "wrote"
     } else {
-        "unchanged:"
+        "left unchanged"
     };
     eprintln!(
-        "fleetctx: {} {verb} {} added, {} updated, {} removed, {} unchanged{}",
+        "fleetctx: {what} {}: {} added, {} updated, {} removed, {} unchanged",
         target.display(),
         count(|c| *c == Change::Added),
         count(|c| matches!(c, Change::Updated(_))),
         count(|c| *c == Change::Removed),
         count(|c| *c == Change::Unchanged),
-        if options.dry_run {
-            " (dry run: nothing written)"
-        } else {
-            ""
-        }
     );
 }
