@@ -6,12 +6,16 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::BehaviorVersion;
+use aws_config::SdkConfig;
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::profile::ProfileFileCredentialsProvider;
 use aws_config::provider_config::ProviderConfig;
+use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_eks::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_eks::types::ClusterStatus;
 use aws_sigv4::http_request::{
     SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
 };
@@ -22,6 +26,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{self, CacheKey, Entry, KeyBuilder, Secret};
+use crate::discovery::{Answer, Found, Limits, SourceResult};
 use crate::error::{Error, Result};
 use crate::token::{MintContext, Minted, TokenSource, within};
 
@@ -406,99 +411,8 @@ impl TokenSource for EksToken {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOLDEN_URL: &str = "https://sts.us-west-2.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=ASIAR2TG44V6AS3ZZE7C%2F20230428%2Fus-west-2%2Fsts%2Faws4_request&X-Amz-Date=20230428T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host%3Bx-k8s-aws-id&X-Amz-Signature=e211dba77aba9dc44b0b6be38b8eaad092599c5157f6314444c5b9d85747f5ce";
-
-    fn golden_credentials(session: Option<&str>) -> Credentials {
-        Credentials::new(
-            "ASIAR2TG44V6AS3ZZE7C",
-            "4KD5cntGcVmLWRdF5wvNRuzNL5Qxmp6OKVY6Fz/Q",
-            session.map(str::to_string),
-            None,
-            "test",
-        )
-    }
-
-    fn golden_time() -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(1682640000)
-    }
-
-    fn params(url: &str) -> Vec<(String, String)> {
-        let mut p: Vec<_> = url
-            .split_once('?')
-            .unwrap()
-            .1
-            .split('&')
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap();
-                (k.to_string(), v.to_string())
-            })
-            .collect();
-        p.sort();
-        p
-    }
-
-    #[test]
-    fn golden_vector_without_session_token() {
-        let url = presigned_url(
-            &golden_credentials(None),
-            "test-cluster",
-            "us-west-2",
-            golden_time(),
-        )
-        .unwrap();
-        assert!(url.starts_with("https://sts.us-west-2.amazonaws.com/?"));
-        assert_eq!(params(&url), params(GOLDEN_URL));
-    }
-
-    #[test]
-    fn golden_vector_with_session_token() {
-        let url = presigned_url(
-            &golden_credentials(Some("SESSIONTOKEN/+=")),
-            "test-cluster",
-            "us-west-2",
-            golden_time(),
-        )
-        .unwrap();
-        let p = params(&url);
-        let signature = p.iter().find(|(k, _)| k == "X-Amz-Signature").unwrap();
-        assert_eq!(
-            signature.1,
-            "b4b5f7e7f688de16238ef6cbfc463a4f4040eb27826d49292eeb219bd6d49d3e"
-        );
-        assert!(
-            p.iter()
-                .any(|(k, v)| k == "X-Amz-Security-Token" && v == "SESSIONTOKEN%2F%2B%3D")
-        );
-    }
-
-    #[test]
-    fn partitions_pick_their_sts_host() {
-        assert_eq!(sts_host("eu-west-1"), "sts.eu-west-1.amazonaws.com");
-        assert_eq!(sts_host("cn-north-1"), "sts.cn-north-1.amazonaws.com.cn");
-        assert_eq!(sts_host("us-gov-west-1"), "sts.us-gov-west-1.amazonaws.com");
-    }
-
-    #[test]
-    fn token_is_unpadded_base64url() {
-        let token = token_from_url(GOLDEN_URL);
-        assert!(token.starts_with("k8s-aws-v1."));
-        assert!(!token.contains('=') && !token.contains('+') && !token.contains('/'));
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Discovery: ListClusters (all pages) and DescribeCluster, per profile and region.
-
-use aws_config::SdkConfig;
-use aws_config::retry::RetryConfig;
-use aws_sdk_eks::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_eks::types::ClusterStatus;
-
-use crate::discovery::{Answer, Found, Limits, SourceResult};
 
 /// Every commercial region (EKS runs in all of them); opt-in regions an account
 /// has not enabled answer "not enabled", which is an empty region.
@@ -761,10 +675,8 @@ fn found(
         .iter()
         .map(|s| s.to_string())
         .collect();
-    if cluster.outpost_config().is_some() {
-        if let Some(id) = cluster.id() {
-            args.extend(["--cluster-id".to_string(), id.to_string()]);
-        }
+    if let (Some(_), Some(id)) = (cluster.outpost_config(), cluster.id()) {
+        args.extend(["--cluster-id".to_string(), id.to_string()]);
     }
     if let Some(profile) = profile {
         args.extend(["--profile".to_string(), profile.to_string()]);
@@ -784,4 +696,88 @@ fn found(
         token_args: args,
         shared_user: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOLDEN_URL: &str = "https://sts.us-west-2.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=ASIAR2TG44V6AS3ZZE7C%2F20230428%2Fus-west-2%2Fsts%2Faws4_request&X-Amz-Date=20230428T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host%3Bx-k8s-aws-id&X-Amz-Signature=e211dba77aba9dc44b0b6be38b8eaad092599c5157f6314444c5b9d85747f5ce";
+
+    fn golden_credentials(session: Option<&str>) -> Credentials {
+        Credentials::new(
+            "ASIAR2TG44V6AS3ZZE7C",
+            "4KD5cntGcVmLWRdF5wvNRuzNL5Qxmp6OKVY6Fz/Q",
+            session.map(str::to_string),
+            None,
+            "test",
+        )
+    }
+
+    fn golden_time() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1682640000)
+    }
+
+    fn params(url: &str) -> Vec<(String, String)> {
+        let mut p: Vec<_> = url
+            .split_once('?')
+            .unwrap()
+            .1
+            .split('&')
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        p.sort();
+        p
+    }
+
+    #[test]
+    fn golden_vector_without_session_token() {
+        let url = presigned_url(
+            &golden_credentials(None),
+            "test-cluster",
+            "us-west-2",
+            golden_time(),
+        )
+        .unwrap();
+        assert!(url.starts_with("https://sts.us-west-2.amazonaws.com/?"));
+        assert_eq!(params(&url), params(GOLDEN_URL));
+    }
+
+    #[test]
+    fn golden_vector_with_session_token() {
+        let url = presigned_url(
+            &golden_credentials(Some("SESSIONTOKEN/+=")),
+            "test-cluster",
+            "us-west-2",
+            golden_time(),
+        )
+        .unwrap();
+        let p = params(&url);
+        let signature = p.iter().find(|(k, _)| k == "X-Amz-Signature").unwrap();
+        assert_eq!(
+            signature.1,
+            "b4b5f7e7f688de16238ef6cbfc463a4f4040eb27826d49292eeb219bd6d49d3e"
+        );
+        assert!(
+            p.iter()
+                .any(|(k, v)| k == "X-Amz-Security-Token" && v == "SESSIONTOKEN%2F%2B%3D")
+        );
+    }
+
+    #[test]
+    fn partitions_pick_their_sts_host() {
+        assert_eq!(sts_host("eu-west-1"), "sts.eu-west-1.amazonaws.com");
+        assert_eq!(sts_host("cn-north-1"), "sts.cn-north-1.amazonaws.com.cn");
+        assert_eq!(sts_host("us-gov-west-1"), "sts.us-gov-west-1.amazonaws.com");
+    }
+
+    #[test]
+    fn token_is_unpadded_base64url() {
+        let token = token_from_url(GOLDEN_URL);
+        assert!(token.starts_with("k8s-aws-v1."));
+        assert!(!token.contains('=') && !token.contains('+') && !token.contains('/'));
+    }
 }

@@ -7,9 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gcp_auth::{CustomServiceAccount, TokenProvider};
+use google_cloud_auth::credentials::{CacheableResource, CredentialsProvider, EntityTag};
+use google_cloud_auth::errors::CredentialsError;
+use google_cloud_container_v1::client::ClusterManager;
+use google_cloud_container_v1::model::Cluster;
+use google_cloud_gax::error::Error as GaxError;
+use google_cloud_gax::error::rpc::StatusDetails;
+use google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder;
+use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt};
 use serde::Deserialize;
 
 use crate::cache::{CacheKey, KeyBuilder, Secret};
+use crate::discovery::{Answer, Found, Limits, SourceResult};
 use crate::error::{Error, Result};
 use crate::token::{MintContext, Minted, TokenSource, with_retries, within};
 
@@ -240,17 +249,6 @@ impl TokenSource for GkeToken {
 // ---------------------------------------------------------------------------
 // Discovery: projects (Resource Manager v3) and their clusters (Container API v1).
 
-use google_cloud_auth::credentials::{CacheableResource, CredentialsProvider, EntityTag};
-use google_cloud_auth::errors::CredentialsError;
-use google_cloud_container_v1::client::ClusterManager;
-use google_cloud_container_v1::model::Cluster;
-use google_cloud_gax::error::Error as GaxError;
-use google_cloud_gax::error::rpc::StatusDetails;
-use google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder;
-use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt};
-
-use crate::discovery::{Answer, Found, Limits, SourceResult};
-
 /// The user entry every GKE cluster of the default identity shares.
 pub const SHARED_USER: &str = "fleetctx_gke";
 
@@ -296,12 +294,11 @@ fn ini_value(text: &str, section: &str, key: &str) -> Option<String> {
     for line in text.lines().map(str::trim) {
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             in_section = name.trim() == section;
-        } else if in_section {
-            if let Some((k, v)) = line.split_once('=') {
-                if k.trim() == key {
-                    return Some(v.trim().to_string()).filter(|v| !v.is_empty());
-                }
-            }
+        } else if let Some((_, v)) = line
+            .split_once('=')
+            .filter(|(k, _)| in_section && k.trim() == key)
+        {
+            return Some(v.trim().to_string()).filter(|v| !v.is_empty());
         }
     }
     None

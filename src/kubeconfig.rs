@@ -225,6 +225,25 @@ fn list_mut(doc: &mut Value, kind: Kind) -> &mut Vec<Value> {
     slot.as_sequence_mut().expect("just made a sequence")
 }
 
+/// A value with what kubectl fills in when it rewrites a file (`env: null`,
+/// `provideClusterInfo: false`) taken out, so its rewrite is not a change.
+fn normalized(value: &Value) -> Value {
+    match value {
+        Value::Mapping(map) => Value::Mapping(
+            map.iter()
+                .filter(|(k, v)| {
+                    let default_flag =
+                        k.as_str() == Some("provideClusterInfo") && v.as_bool() == Some(false);
+                    !(v.is_null() || default_flag)
+                })
+                .map(|(k, v)| (k.clone(), normalized(v)))
+                .collect(),
+        ),
+        Value::Sequence(items) => Value::Sequence(items.iter().map(normalized).collect()),
+        other => other.clone(),
+    }
+}
+
 /// The inner object as it should be: the existing one with owned fields replaced
 /// and the marker item replaced; `last-changed` kept when nothing else changed.
 fn merged_inner(
@@ -240,7 +259,7 @@ fn merged_inner(
     let mut changed = Vec::new();
     for field in kind.owned_fields() {
         let want = desired.fields.get(*field);
-        if inner.get(*field) != want {
+        if inner.get(*field).map(normalized) != want.map(normalized) {
             changed.push(field.to_string());
             match want {
                 Some(v) => {

@@ -420,10 +420,8 @@ fn report(
                 eprintln!("{error}");
             }
         }
-        if options.verbose {
-            if let Answer::Empty(why) = &result.answer {
-                eprintln!("fleetctx: {}: no clusters ({why})", result.source);
-            }
+        if let (true, Answer::Empty(why)) = (options.verbose, &result.answer) {
+            eprintln!("fleetctx: {}: no clusters ({why})", result.source);
         }
     }
     for (kind, name, change) in &outcome.changes {

@@ -362,3 +362,144 @@ pub fn exec_kubeconfig(path: &Path, ca_b64: &str, entries: &[(&str, &str, Vec<St
     // JSON is YAML: kubectl reads it as a kubeconfig.
     std::fs::write(path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
 }
+
+/// A fleet on loopback for `sync`: GKE projects behind the Container API and
+/// Resource Manager fakes, EKS clusters in moto in two regions, seen through two
+/// profiles (`dev`: static keys; `on`: a role assumed from `dev`, and a name YAML 1.1
+/// reads as a boolean).
+pub struct Fleet {
+    pub fakes: Fakes,
+    pub world: World,
+    pub kubeconfig: PathBuf,
+}
+
+pub const DEV_KEY: &str = "AKIAFLEETCTXSYNCDEV1";
+pub const DEV_SECRET: &str = "sync/dev/secret";
+
+impl Fleet {
+    pub fn start() -> Option<Fleet> {
+        let key = format!("{DEV_KEY}:{DEV_SECRET}");
+        let fakes = Fakes::start(&["--aws-key", &key])?;
+        let mut world = World::new();
+        let google = fakes.url("google");
+        world
+            .set("GOOGLE_APPLICATION_CREDENTIALS", fakes.field("sa_key"))
+            .set("CLOUDSDK_API_ENDPOINT_OVERRIDES_CONTAINER", &google)
+            .set(
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDRESOURCEMANAGER",
+                &google,
+            )
+            .set("AWS_ENDPOINT_URL", fakes.url("moto"));
+        std::fs::write(
+            world.path("aws-credentials"),
+            format!("[dev]\naws_access_key_id = {DEV_KEY}\naws_secret_access_key = {DEV_SECRET}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            world.path("aws-config"),
+            "[profile dev]\nregion = us-east-1\n\n[profile on]\nrole_arn = arn:aws:iam::123456789012:role/admin\nsource_profile = dev\nregion = us-east-1\n",
+        )
+        .unwrap();
+        let kubeconfig = world.path("kubeconfig");
+        let fleet = Fleet {
+            fakes,
+            world,
+            kubeconfig,
+        };
+        fleet.gke(serde_json::json!({
+            "p-alpha": {"clusters": [{"name": "a"}, {"name": "on", "location": "us-east1"}]},
+            "p-beta": {"clusters": [{"name": "b", "location": "asia-east1-a"}]},
+            "p-disabled": {"error": "SERVICE_DISABLED"},
+        }));
+        fleet.eks(&[("us-east-1", "c1"), ("eu-west-1", "yes")]);
+        Some(fleet)
+    }
+
+    /// Replaces the GKE fleet (projects listed across several Resource Manager pages).
+    pub fn gke(&self, projects: Value) {
+        let answer = http_json(
+            "POST",
+            &self.fakes.url("google"),
+            "/_gke/fleet",
+            Some(serde_json::json!({"rm_page_size": 2, "projects": projects})),
+        );
+        assert!(
+            answer.get("projects").is_some(),
+            "fleet not accepted: {answer}"
+        );
+    }
+
+    pub fn eks(&self, clusters: &[(&str, &str)]) {
+        let clusters: Vec<Value> = clusters
+            .iter()
+            .map(|(region, name)| serde_json::json!({"account": "123456789012", "region": region, "name": name}))
+            .collect();
+        http_json(
+            "POST",
+            &self.fakes.url("google"),
+            "/_eks/create",
+            Some(serde_json::json!({"clusters": clusters})),
+        );
+    }
+
+    pub fn delete_eks(&self, region: &str, name: &str) {
+        http_json(
+            "POST",
+            &self.fakes.url("google"),
+            "/_eks/delete",
+            Some(serde_json::json!({"account": "123456789012", "region": region, "name": name})),
+        );
+    }
+
+    /// `fleetctx sync` over the whole fleet into `self.kubeconfig`, plus `extra` flags.
+    pub fn sync(&self, extra: &[&str]) -> Ran {
+        let kubeconfig = self.kubeconfig.display().to_string();
+        let mut args = vec![
+            "sync",
+            "--gke-all-projects",
+            "--eks-profile",
+            "dev",
+            "--eks-profile",
+            "on",
+            "--eks-region",
+            "us-east-1",
+            "--eks-region",
+            "eu-west-1",
+            "--kubeconfig",
+            &kubeconfig,
+        ];
+        args.extend_from_slice(extra);
+        run(&mut self.world.fleetctx(&args))
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Ran {
+        let kubectl = tool("kubectl").expect("kubectl");
+        run(self
+            .world
+            .command(kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args))
+    }
+
+    pub fn contexts(&self) -> Vec<String> {
+        let ran = self.kubectl(&["config", "get-contexts", "-o", "name"]).ok();
+        let mut names: Vec<String> = ran.stdout.lines().map(str::to_string).collect();
+        names.sort();
+        names
+    }
+
+    pub fn read(&self) -> String {
+        std::fs::read_to_string(&self.kubeconfig).unwrap_or_default()
+    }
+}
+
+pub const SYNCED: [&str; 7] = [
+    "eks_dev_eu-west-1_yes",
+    "eks_dev_us-east-1_c1",
+    "eks_on_eu-west-1_yes",
+    "eks_on_us-east-1_c1",
+    "gke_p-alpha_europe-west1-b_a",
+    "gke_p-alpha_us-east1_on",
+    "gke_p-beta_asia-east1-a_b",
+];
