@@ -6,12 +6,16 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap_complete::engine::{ArgValueCompleter, CompletionCandidate};
 
+use crate::cache::TokenCache;
 use crate::eks::EksToken;
 use crate::error::{Error, Exit, Result, warn};
 use crate::exec_credential;
 use crate::gke::{Endpoint, GkeToken};
+use crate::kubeconfig::{self, Kind};
+use crate::list::{self, Format};
 use crate::settings::{EksSettings, GkeSettings, Settings};
 use crate::sync::{self, EksScan, GkeProjects, GkeScan, SyncOptions};
 use crate::token::{self, TokenOptions, TokenSource};
@@ -49,6 +53,83 @@ pub enum Command {
     ///
     /// Example: fleetctx sync --gke-all-projects --eks-profile dev --eks-profile prod
     Sync(SyncArgs),
+    /// List the clusters fleetctx manages in your kubeconfig (foreign entries are not shown).
+    ///
+    /// Example: fleetctx list -o json | jq -r '.[] | select(.provider == "eks") | .context'
+    List(ListArgs),
+    /// Show or clear the token cache (identities and expiry; never a token).
+    ///
+    /// Example: fleetctx cache clear --provider eks
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    ///
+    /// Example: fleetctx completions bash > ~/.local/share/bash-completion/completions/fleetctx
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format; json and yaml are stable shapes for scripts.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// Read this kubeconfig (default: the files kubectl reads).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Show only these contexts.
+    #[arg(value_name = "CONTEXT", add = ArgValueCompleter::new(complete_contexts))]
+    pub contexts: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// What is cached: key, provider, identity, expiry.
+    ///
+    /// Example: fleetctx cache list -o json
+    List {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Remove cached tokens (and assumed-role sessions), all or one provider's.
+    ///
+    /// Example: fleetctx cache clear --provider gke
+    Clear {
+        /// Only this provider's entries (eks includes assumed-role sessions).
+        #[arg(long, value_enum)]
+        provider: Option<Provider>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Provider {
+    Gke,
+    Eks,
+}
+
+impl Provider {
+    fn owns(self, kind: &str) -> bool {
+        match self {
+            Provider::Gke => kind == "gke",
+            Provider::Eks => kind == "eks" || kind == "aws-role",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to print a script for.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Powershell,
+    Elvish,
 }
 
 #[derive(Debug, Args)]
@@ -235,7 +316,7 @@ pub enum TokenCommand {
 #[derive(Debug, Args)]
 pub struct EksArgs {
     /// Cluster name (sent as x-k8s-aws-id).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(complete_eks_clusters))]
     pub cluster: String,
     /// Cluster id, for EKS local clusters on Outposts (sent instead of the name).
     #[arg(long, value_name = "ID")]
@@ -326,6 +407,16 @@ pub fn run(cli: Cli) -> Result<Exit> {
             let options = args.options(settings, cli.verbose, cli.quiet)?;
             sync::run(&options)
         }
+        Command::List(args) => {
+            let mut entries = list::managed(args.kubeconfig.as_deref())?;
+            if !args.contexts.is_empty() {
+                entries.retain(|m| args.contexts.contains(&m.context));
+            }
+            write_stdout(&list::render(&entries, args.output)?)
+        }
+        Command::Cache(CacheCommand::List { output }) => write_stdout(&cache_listing(output)?),
+        Command::Cache(CacheCommand::Clear { provider }) => clear_cache(provider, cli.quiet),
+        Command::Completions(args) => write_stdout(completion_script(args.shell)?.trim_end()),
         Command::Token(TokenCommand::Gke(args)) => {
             let source = GkeToken {
                 credentials: args.credentials,
@@ -349,6 +440,154 @@ fn print_credential<S: TokenSource>(source: &S, options: &TokenOptions) -> Resul
         &credential.expiration,
     );
     write_stdout(&json)
+}
+
+/// The environment variable through which shells ask fleetctx for completions.
+pub const COMPLETE_VAR: &str = "FLEETCTX_COMPLETE";
+
+/// Answers a shell's completion request and exits, when the shell is asking.
+/// Costs one environment lookup otherwise.
+pub fn complete_if_asked() {
+    clap_complete::CompleteEnv::with_factory(Cli::command)
+        .var(COMPLETE_VAR)
+        .bin("fleetctx")
+        .completer("fleetctx")
+        .complete();
+}
+
+/// The registration script for a shell: it calls `fleetctx` back for candidates,
+/// so completions follow the same clap definitions as the help text.
+pub fn completion_script(shell: Shell) -> Result<String> {
+    let name = shell
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default();
+    let shells = clap_complete::env::Shells::builtins();
+    let completer = shells
+        .completer(&name)
+        .ok_or_else(|| Error::new(format!("no completion support for {name}")))?;
+    let mut script = Vec::new();
+    completer
+        .write_registration(
+            COMPLETE_VAR,
+            "fleetctx",
+            "fleetctx",
+            "fleetctx",
+            &mut script,
+        )
+        .map_err(|e| Error::new("could not write the completion script").cause(e))?;
+    Ok(String::from_utf8_lossy(&script).into_owned())
+}
+
+/// Context names from the local kubeconfig only: no credentials, no network.
+fn complete_contexts(current: &std::ffi::OsStr) -> Vec<CompletionCandidate> {
+    let prefix = current.to_string_lossy();
+    let mut names: Vec<String> = kubeconfig::load_all(None)
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|(_, doc)| kubeconfig::entry_names(doc, Kind::Context))
+        .filter(|n| n.starts_with(prefix.as_ref()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names.into_iter().map(CompletionCandidate::new).collect()
+}
+
+/// EKS cluster names fleetctx manages, from the local kubeconfig.
+fn complete_eks_clusters(current: &std::ffi::OsStr) -> Vec<CompletionCandidate> {
+    let prefix = current.to_string_lossy();
+    let mut names: Vec<String> = list::managed(None)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.provider.as_deref() == Some("eks"))
+        .filter_map(|m| m.cluster)
+        .filter(|n| n.starts_with(prefix.as_ref()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names.into_iter().map(CompletionCandidate::new).collect()
+}
+
+fn cache_listing(output: Format) -> Result<String> {
+    #[derive(serde::Serialize)]
+    struct Row {
+        key: String,
+        provider: String,
+        identity: String,
+        expires: String,
+        expired: bool,
+    }
+    let Some(cache) = TokenCache::locate() else {
+        return Err(Error::new("cannot find the cache directory").hint("set XDG_CACHE_HOME"));
+    };
+    let now = crate::cache::now();
+    let rows: Vec<Row> = cache
+        .entries()
+        .into_iter()
+        .map(|(path, entry)| Row {
+            key: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            provider: entry.kind,
+            identity: entry.identity,
+            expires: entry.expiration,
+            expired: entry.expires_at <= now,
+        })
+        .collect();
+    match output {
+        Format::Json => serde_json::to_string_pretty(&rows)
+            .map_err(|e| Error::new("could not encode JSON").cause(e)),
+        Format::Yaml => {
+            let value = yaml_serde::to_value(&rows)
+                .map_err(|e| Error::new("could not encode YAML").cause(e))?;
+            Ok(crate::yaml::to_string(&value).trim_end().to_string())
+        }
+        Format::Table => {
+            let cells: Vec<[String; 4]> = rows
+                .iter()
+                .map(|r| {
+                    let expires = if r.expired {
+                        format!("{} (expired)", r.expires)
+                    } else {
+                        r.expires.clone()
+                    };
+                    [
+                        r.key.clone(),
+                        r.provider.clone(),
+                        r.identity.clone(),
+                        expires,
+                    ]
+                })
+                .collect();
+            Ok(list::table(
+                &["KEY", "PROVIDER", "IDENTITY", "EXPIRES"],
+                &cells,
+            ))
+        }
+    }
+}
+
+fn clear_cache(provider: Option<Provider>, quiet: bool) -> Result<Exit> {
+    let Some(cache) = TokenCache::locate() else {
+        return Ok(Exit::Success);
+    };
+    let mut removed = 0;
+    for (path, entry) in cache.entries() {
+        if provider.is_none_or(|p| p.owns(&entry.kind)) {
+            cache
+                .remove(&path)
+                .map_err(|e| Error::new(format!("could not remove {}", path.display())).cause(e))?;
+            removed += 1;
+        }
+    }
+    if !quiet {
+        eprintln!(
+            "fleetctx: removed {removed} cache entries from {}",
+            cache.dir().display()
+        );
+    }
+    Ok(Exit::Success)
 }
 
 /// Writes data to stdout; a closed pipe is a quiet success.

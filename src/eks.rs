@@ -564,7 +564,7 @@ pub async fn discover_region(
     let mut names = Vec::new();
     let mut next: Option<String> = None;
     loop {
-        let what = format!("EKS ListClusters in {region} (profile {label})");
+        let what = format!("GET eks.{region} ListClusters (profile {label})");
         let page = limits
             .call(&what, async {
                 Ok(client
@@ -603,7 +603,7 @@ pub async fn discover_region(
     }
 
     let described = futures::future::join_all(names.iter().map(|name| {
-        let what = format!("EKS DescribeCluster {name} in {region} (profile {label})");
+        let what = format!("GET eks.{region} DescribeCluster {name} (profile {label})");
         let client = &client;
         async move {
             (

@@ -15,8 +15,10 @@ pub enum Exit {
     Failure = 1,
     /// The command line was wrong (clap's own code for usage errors).
     Usage = 2,
-    /// `sync` wrote what it could, but at least one source failed or was partial.
+    /// `sync` wrote what it could, but at least one source failed.
     Partial = 3,
+    /// A bug in fleetctx (a panic).
+    Internal = 70,
 }
 
 #[derive(Debug)]

@@ -445,7 +445,11 @@ pub async fn discover_project(
     limits: &Limits,
 ) -> SourceResult {
     let source = format!("gke/{project}");
-    let what = format!("GET projects/{project}/locations/-/clusters");
+    let root = api_root("CONTAINER", "https://container.googleapis.com/");
+    let what = format!(
+        "GET {}/v1/projects/{project}/locations/-/clusters",
+        root.trim_end_matches('/')
+    );
     let listed = limits
         .call(&what, async {
             Ok(client

@@ -118,6 +118,27 @@ pub fn load(path: &Path) -> Result<Value> {
     })
 }
 
+/// The files kubectl reads, parsed: `--kubeconfig`, else every existing
+/// `KUBECONFIG` entry, else `~/.kube/config` if it exists.
+pub fn load_all(explicit: Option<&Path>) -> Result<Vec<(PathBuf, Value)>> {
+    let paths: Vec<PathBuf> = match explicit {
+        Some(path) => vec![path.to_path_buf()],
+        None => match std::env::var_os("KUBECONFIG") {
+            Some(v) => std::env::split_paths(&v).filter(|p| p.is_file()).collect(),
+            None => target_path(None)
+                .into_iter()
+                .filter(|p| p.is_file())
+                .collect(),
+        },
+    };
+    let mut seen = BTreeSet::new();
+    paths
+        .into_iter()
+        .filter(|p| seen.insert(p.clone()))
+        .map(|p| load(&p).map(|doc| (p, doc)))
+        .collect()
+}
+
 pub fn parse(text: &str) -> Result<Value> {
     if text.trim().is_empty() {
         return Ok(Value::Mapping(Mapping::new()));
@@ -203,6 +224,15 @@ pub fn owned_entries(doc: &Value, kind: Kind) -> Vec<(String, &Value, &Mapping)>
                 marker_of(kind, e)?,
             ))
         })
+        .collect()
+}
+
+/// The names of every entry of a kind, owned or not.
+pub fn entry_names(doc: &Value, kind: Kind) -> Vec<String> {
+    list(doc, kind)
+        .iter()
+        .filter_map(entry_name)
+        .map(str::to_string)
         .collect()
 }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod exec_credential;
 pub mod gke;
 pub mod kubeconfig;
+pub mod list;
 pub mod settings;
 pub mod sync;
 pub mod token;

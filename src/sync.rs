@@ -3,7 +3,9 @@
 //! lock. Sources that fail are reported and skipped; the rest is still written.
 
 use std::collections::BTreeSet;
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use yaml_serde::{Mapping, Value};
@@ -139,11 +141,63 @@ pub fn run(options: &SyncOptions) -> Result<Exit> {
     Ok(if failed { Exit::Partial } else { Exit::Success })
 }
 
+/// Live progress on stderr when it is a terminal: sources done of those known,
+/// clusters found. Nothing of the kind when stderr is a pipe or a file.
+struct Progress {
+    enabled: bool,
+    total: AtomicUsize,
+    done: AtomicUsize,
+    clusters: AtomicUsize,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        Progress {
+            enabled: !quiet && std::io::stderr().is_terminal(),
+            total: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            clusters: AtomicUsize::new(0),
+        }
+    }
+
+    fn expect(&self, sources: usize) {
+        self.total.fetch_add(sources, Ordering::Relaxed);
+        self.draw();
+    }
+
+    async fn track(&self, scan: impl Future<Output = SourceResult>) -> SourceResult {
+        let result = scan.await;
+        self.clusters
+            .fetch_add(result.clusters.len(), Ordering::Relaxed);
+        self.done.fetch_add(1, Ordering::Relaxed);
+        self.draw();
+        result
+    }
+
+    fn draw(&self) {
+        if self.enabled {
+            eprint!(
+                "\r\x1b[2Kfleetctx: scanning: {}/{} sources done, {} clusters found",
+                self.done.load(Ordering::Relaxed),
+                self.total.load(Ordering::Relaxed),
+                self.clusters.load(Ordering::Relaxed)
+            );
+        }
+    }
+
+    fn clear(&self) {
+        if self.enabled {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
 /// Every source, concurrently, under one bound.
 fn discover(options: &SyncOptions) -> Result<Discovery> {
     let mut skipped = Vec::new();
     let mut results = Vec::new();
     let limits = Limits::new(options.concurrency, options.timeout, options.verbose);
+    let progress = Progress::new(options.quiet);
 
     // The GKE token comes from the same cache `token gke` uses (often a hit).
     let mut gke_plan = None;
@@ -196,9 +250,10 @@ fn discover(options: &SyncOptions) -> Result<Discovery> {
                 Ok(c) => c,
                 Err(e) => return (vec![SourceResult::failed("gke".to_string(), e)], false),
             };
+            progress.expect(projects.len());
             let scans = projects
                 .iter()
-                .map(|p| gke::discover_project(&client, p, *endpoint, &limits));
+                .map(|p| progress.track(gke::discover_project(&client, p, *endpoint, &limits)));
             (futures::future::join_all(scans).await, listing_complete)
         };
         let eks = async {
@@ -206,7 +261,13 @@ fn discover(options: &SyncOptions) -> Result<Discovery> {
                 return (Vec::new(), Vec::new());
             };
             let per_profile = scan.profiles.iter().map(|profile| {
-                discover_profile(profile.as_deref(), scan, options.explicit, &limits)
+                discover_profile(
+                    profile.as_deref(),
+                    scan,
+                    options.explicit,
+                    &limits,
+                    &progress,
+                )
             });
             let mut results = Vec::new();
             let mut skipped = Vec::new();
@@ -222,6 +283,7 @@ fn discover(options: &SyncOptions) -> Result<Discovery> {
         results.extend(eks_results);
         skipped.extend(eks_skipped);
     });
+    progress.clear();
     Ok(Discovery {
         results,
         skipped,
@@ -237,6 +299,7 @@ async fn discover_profile(
     scan: &EksScan,
     explicit: bool,
     limits: &Limits,
+    progress: &Progress,
 ) -> (Vec<SourceResult>, Vec<String>) {
     let label = profile.unwrap_or("default");
     let regions = if scan.regions.is_empty() {
@@ -261,9 +324,10 @@ async fn discover_profile(
             );
         }
     };
+    progress.expect(regions.len());
     let scans = regions
         .iter()
-        .map(|region| eks::discover_region(&config, profile, region, limits));
+        .map(|region| progress.track(eks::discover_region(&config, profile, region, limits)));
     let mut results = futures::future::join_all(scans).await;
     if results.len() > 1 && results.iter().all(|r| matches!(r.answer, Answer::Empty(_))) {
         for r in &mut results {
