@@ -535,37 +535,24 @@ fn cache_listing(output: Format) -> Result<String> {
             expired: entry.expires_at <= now,
         })
         .collect();
-    match output {
-        Format::Json => serde_json::to_string_pretty(&rows)
-            .map_err(|e| Error::new("could not encode JSON").cause(e)),
-        Format::Yaml => {
-            let value = yaml_serde::to_value(&rows)
-                .map_err(|e| Error::new("could not encode YAML").cause(e))?;
-            Ok(crate::yaml::to_string(&value).trim_end().to_string())
-        }
-        Format::Table => {
-            let cells: Vec<[String; 4]> = rows
-                .iter()
-                .map(|r| {
-                    let expires = if r.expired {
-                        format!("{} (expired)", r.expires)
-                    } else {
-                        r.expires.clone()
-                    };
-                    [
-                        r.key.clone(),
-                        r.provider.clone(),
-                        r.identity.clone(),
-                        expires,
-                    ]
-                })
-                .collect();
-            Ok(list::table(
-                &["KEY", "PROVIDER", "IDENTITY", "EXPIRES"],
-                &cells,
-            ))
-        }
-    }
+    list::render_rows(
+        &rows,
+        output,
+        &["KEY", "PROVIDER", "IDENTITY", "EXPIRES"],
+        |r| {
+            let expires = if r.expired {
+                format!("{} (expired)", r.expires)
+            } else {
+                r.expires.clone()
+            };
+            [
+                r.key.clone(),
+                r.provider.clone(),
+                r.identity.clone(),
+                expires,
+            ]
+        },
+    )
 }
 
 fn clear_cache(provider: Option<Provider>, quiet: bool) -> Result<Exit> {

@@ -74,48 +74,52 @@ pub fn managed(explicit: Option<&Path>) -> Result<Vec<Managed>> {
 }
 
 pub fn render(entries: &[Managed], format: Format) -> Result<String> {
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_string());
+    let header = [
+        "CONTEXT",
+        "PROVIDER",
+        "PROJECT/ACCOUNT",
+        "PROFILE",
+        "LOCATION",
+        "CLUSTER",
+        "SERVER",
+        "LAST CHANGED",
+    ];
+    render_rows(entries, format, &header, |m| {
+        [
+            m.context.clone(),
+            dash(&m.provider),
+            dash(&m.project.clone().or(m.account.clone())),
+            dash(&m.profile),
+            dash(&m.location),
+            dash(&m.cluster),
+            dash(&m.server),
+            dash(&m.last_changed),
+        ]
+    })
+}
+
+/// Rows as a table (columns from `cells`) or as their serde shape in JSON or YAML.
+pub fn render_rows<T: Serialize, const N: usize>(
+    rows: &[T],
+    format: Format,
+    header: &[&str; N],
+    cells: impl Fn(&T) -> [String; N],
+) -> Result<String> {
     match format {
-        Format::Json => serde_json::to_string_pretty(entries)
+        Format::Json => serde_json::to_string_pretty(rows)
             .map_err(|e| Error::new("could not encode JSON").cause(e)),
         Format::Yaml => {
-            let value = yaml_serde::to_value(entries)
+            let value = yaml_serde::to_value(rows)
                 .map_err(|e| Error::new("could not encode YAML").cause(e))?;
             Ok(crate::yaml::to_string(&value).trim_end().to_string())
         }
-        Format::Table => {
-            let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_string());
-            let rows: Vec<[String; 8]> = entries
-                .iter()
-                .map(|m| {
-                    [
-                        m.context.clone(),
-                        dash(&m.provider),
-                        dash(&m.project.clone().or(m.account.clone())),
-                        dash(&m.profile),
-                        dash(&m.location),
-                        dash(&m.cluster),
-                        dash(&m.server),
-                        dash(&m.last_changed),
-                    ]
-                })
-                .collect();
-            let header = [
-                "CONTEXT",
-                "PROVIDER",
-                "PROJECT/ACCOUNT",
-                "PROFILE",
-                "LOCATION",
-                "CLUSTER",
-                "SERVER",
-                "LAST CHANGED",
-            ];
-            Ok(table(&header, &rows))
-        }
+        Format::Table => Ok(table(header, &rows.iter().map(cells).collect::<Vec<_>>())),
     }
 }
 
 /// Left-aligned columns separated by two spaces, like kubectl's.
-pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
     let mut widths = header.map(str::len);
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -8,12 +8,6 @@ use std::os::unix::fs::PermissionsExt;
 use serde_json::json;
 use support::*;
 
-fn gke_world(fakes: &Fakes) -> World {
-    let mut world = World::new();
-    world.set("GOOGLE_APPLICATION_CREDENTIALS", fakes.field("sa_key"));
-    world
-}
-
 fn entries(world: &World) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(world.cache_dir())
         .unwrap()

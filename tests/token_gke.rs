@@ -5,12 +5,6 @@ mod support;
 use serde_json::json;
 use support::*;
 
-fn gke_world(fakes: &Fakes) -> World {
-    let mut world = World::new();
-    world.set("GOOGLE_APPLICATION_CREDENTIALS", fakes.field("sa_key"));
-    world
-}
-
 #[test]
 fn issues_once_then_serves_from_the_cache() {
     let Some(fakes) = Fakes::start(&["--no-moto"]) else {

@@ -148,6 +148,13 @@ impl World {
     }
 }
 
+/// A world whose Google identity is the fakes' first service-account key.
+pub fn gke_world(fakes: &Fakes) -> World {
+    let mut world = World::new();
+    world.set("GOOGLE_APPLICATION_CREDENTIALS", fakes.field("sa_key"));
+    world
+}
+
 /// What a finished command did, with readable failure messages.
 pub struct Ran {
     pub status: i32,
