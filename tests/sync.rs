@@ -14,7 +14,8 @@ fn syncs_the_fleet_and_kubectl_reaches_every_context() {
         "p-beta": {"clusters": [{"name": "b", "location": "asia-east1-a"}]},
         "p-disabled": {"error": "SERVICE_DISABLED"},
         "p-denied": {"error": "PERMISSION_DENIED"},
-        "p-partial": {"clusters": [{"name": "z"}], "missing_zones": ["us-west1-a"]},
+        "p-partial": {"clusters": [{"name": "no"}, {"name": "y"}], "missing_zones": ["us-west1-a"]},
+        "p-dns": {"clusters": [{"name": "d", "ip_endpoints_enabled": false, "dns_endpoint": "gke-0123.europe-west1.gke.goog", "allow_external_traffic": true}]},
     }));
     let ran = fleet.sync(&[]);
     assert_eq!(
@@ -39,9 +40,18 @@ fn syncs_the_fleet_and_kubectl_reaches_every_context() {
     );
 
     let mut expected: Vec<String> = SYNCED.iter().map(|s| s.to_string()).collect();
-    expected.push("gke_p-partial_europe-west1-b_z".to_string());
+    expected.push("gke_p-partial_europe-west1-b_no".to_string());
+    expected.push("gke_p-partial_europe-west1-b_y".to_string());
     expected.sort();
-    assert_eq!(fleet.contexts(), expected);
+    let mut all = expected.clone();
+    all.push("gke_p-dns_europe-west1-b_d".to_string());
+    all.sort();
+    assert_eq!(fleet.contexts(), all);
+    // A cluster whose IP endpoints are off gets its DNS endpoint, without CA data.
+    let dns = fleet.kubectl(&["config", "view", "-o", "json"]).ok().json();
+    let dns = dns["clusters"].as_array().unwrap().iter().find(|c| c["name"] == "gke_p-dns_europe-west1-b_d").unwrap().clone();
+    assert_eq!(dns["cluster"]["server"], "https://gke-0123.europe-west1.gke.goog");
+    assert!(dns["cluster"].get("certificate-authority-data").is_none(), "{dns}");
     for context in &expected {
         let got = fleet.kubectl(&[
             "--context",
