@@ -42,6 +42,14 @@ GOOGLE_APPLICATION_CREDENTIALS="$("$venv/bin/python" -c 'import json,sys; print(
 export GOOGLE_APPLICATION_CREDENTIALS
 
 eks=(token eks --cluster prod --region eu-west-1)
+# A kubeconfig of 100 contexts for the completion case.
+"$venv/bin/python" - "$HOME/fleet.yaml" <<'KUBECONFIG'
+import sys
+names = [f"gke_project-{i:03}_europe-west1_cluster" for i in range(100)]
+with open(sys.argv[1], "w") as f:
+    f.write("apiVersion: v1\nkind: Config\ncontexts:\n")
+    f.writelines(f"- name: {n}\n  context: {{cluster: {n}, user: {n}}}\n" for n in names)
+KUBECONFIG
 "$bin" "${eks[@]}" >/dev/null   # warm both caches
 "$bin" token gke >/dev/null
 
@@ -49,6 +57,8 @@ cases=(
     -n "fleetctx token eks (cache hit)" "$bin ${eks[*]}"
     -n "fleetctx token gke (cache hit)" "$bin token gke"
     -n "fleetctx token eks --no-cache (cold, static keys)" "$bin ${eks[*]} --no-cache"
+    -n "completion: fleetctx list <TAB> (100 contexts, via env)" \
+        "env FLEETCTX_COMPLETE=fish KUBECONFIG=$HOME/fleet.yaml $bin -- fleetctx list gke_project-04"
 )
 hyperfine -N --style basic --warmup 20 --runs "$runs" --export-json "$work/fleetctx.json" "${cases[@]}" >&2
 
