@@ -174,10 +174,10 @@ fn fish_completes_from_the_checked_in_script() {
 #[test]
 fn a_completion_call_reads_only_the_local_kubeconfig() {
     let mut world = completion_world();
-    // No credentials, no network: unroutable endpoints would hang a networked call.
-    world.set("AWS_ENDPOINT_URL", "http://10.255.255.1:9").set(
+    // No credentials, no network: these endpoints refuse every connection.
+    world.set("AWS_ENDPOINT_URL", "http://127.0.0.1:9").set(
         "CLOUDSDK_API_ENDPOINT_OVERRIDES_CONTAINER",
-        "http://10.255.255.1:9",
+        "http://127.0.0.1:9",
     );
     let started = Instant::now();
     let ran = run(world
@@ -193,7 +193,7 @@ fn list_shows_managed_entries_in_three_formats() {
     let Some(fleet) = Fleet::start() else { return };
     std::fs::write(
         &fleet.kubeconfig,
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: foreign\n  cluster: {server: https://10.0.0.1}\ncontexts:\n- name: foreign\n  context: {cluster: foreign, user: foreign}\nusers:\n- name: foreign\n  user: {token: x}\n",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: foreign\n  cluster: {server: https://127.0.0.1:9}\ncontexts:\n- name: foreign\n  context: {cluster: foreign, user: foreign}\nusers:\n- name: foreign\n  user: {token: x}\n",
     )
     .unwrap();
     fleet.sync(&[]).ok();

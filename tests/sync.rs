@@ -49,9 +49,21 @@ fn syncs_the_fleet_and_kubectl_reaches_every_context() {
     assert_eq!(fleet.contexts(), all);
     // A cluster whose IP endpoints are off gets its DNS endpoint, without CA data.
     let dns = fleet.kubectl(&["config", "view", "-o", "json"]).ok().json();
-    let dns = dns["clusters"].as_array().unwrap().iter().find(|c| c["name"] == "gke_p-dns_europe-west1-b_d").unwrap().clone();
-    assert_eq!(dns["cluster"]["server"], "https://gke-0123.europe-west1.gke.goog");
-    assert!(dns["cluster"].get("certificate-authority-data").is_none(), "{dns}");
+    let dns = dns["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "gke_p-dns_europe-west1-b_d")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        dns["cluster"]["server"],
+        "https://gke-0123.europe-west1.gke.goog"
+    );
+    assert!(
+        dns["cluster"].get("certificate-authority-data").is_none(),
+        "{dns}"
+    );
     for context in &expected {
         let got = fleet.kubectl(&[
             "--context",
@@ -122,7 +134,7 @@ preferences:
 clusters:
 - name: foreign
   cluster:
-    server: https://10.0.0.1
+    server: https://127.0.0.1:9
     x-unknown-field: kept
     extensions:
     - name: someone.else/ext
