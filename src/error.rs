@@ -66,11 +66,6 @@ impl Error {
         self
     }
 
-    pub fn with_exit(mut self, exit: Exit) -> Self {
-        self.exit = exit;
-        self
-    }
-
     pub fn exit(&self) -> Exit {
         self.exit
     }

@@ -572,6 +572,18 @@ fn found(cluster: &Cluster, project: &str, source: &str, endpoint: Endpoint) -> 
         ),
         Endpoint::Dns => (dns, None),
     };
+    let Some(host) = host else {
+        let kind = match mode {
+            Endpoint::Public => "public",
+            Endpoint::Private => "private",
+            Endpoint::Dns => "DNS",
+        };
+        crate::error::warn(format!(
+            "GKE cluster {} in project {project} ({}) has no {kind} endpoint; skipped (try another --gke-endpoint)",
+            cluster.name, cluster.location
+        ));
+        return None;
+    };
     Some(Found {
         provider: "gke",
         source: source.to_string(),
@@ -579,7 +591,7 @@ fn found(cluster: &Cluster, project: &str, source: &str, endpoint: Endpoint) -> 
         location: cluster.location.clone(),
         owner: project.to_string(),
         profile: None,
-        server: format!("https://{}", host?),
+        server: format!("https://{host}"),
         ca_data: ca,
         token_args: vec!["token".into(), "gke".into()],
         shared_user: Some(SHARED_USER.to_string()),

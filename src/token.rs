@@ -55,14 +55,14 @@ pub struct Credential {
 
 /// The whole token flow. The cache-hit path is: compute the key, read one file.
 pub fn credential<S: TokenSource>(source: &S, options: &TokenOptions) -> Result<Credential> {
+    let key = source.cache_key();
     let cache = options.use_cache.then(TokenCache::locate).flatten();
     let Some(cache) = cache else {
-        return mint_now(source, None, options).map(|e| Credential {
+        return mint_now(source, &key, None, options).map(|e| Credential {
             token: e.secret,
             expiration: e.expiration,
         });
     };
-    let key = source.cache_key();
     let fresh_until = || cache::now() + options.min_ttl.as_secs() as i64;
     if let Some(hit) = cache.get(&key, fresh_until()) {
         return Ok(hit.into());
@@ -80,13 +80,14 @@ pub fn credential<S: TokenSource>(source: &S, options: &TokenOptions) -> Result<
     if let Some(hit) = cache.get(&key, fresh_until()) {
         return Ok(hit.into());
     }
-    let entry = mint_now(source, Some(&cache), options)?;
+    let entry = mint_now(source, &key, Some(&cache), options)?;
     cache::put_or_warn(&cache, &key, &entry);
     Ok(entry.into())
 }
 
 fn mint_now<S: TokenSource>(
     source: &S,
+    key: &CacheKey,
     cache: Option<&TokenCache>,
     options: &TokenOptions,
 ) -> Result<Entry> {
@@ -97,7 +98,7 @@ fn mint_now<S: TokenSource>(
     let context = MintContext { cache, options };
     let minted = runtime.block_on(source.mint(&context))?;
     Ok(Entry::new(
-        &source.cache_key(),
+        key,
         source.identity(),
         minted.expires_at,
         minted.token,
