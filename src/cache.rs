@@ -307,6 +307,23 @@ impl TokenCache {
         }
     }
 
+    /// `lock`, but a lock that cannot be had (timed out, unwritable directory)
+    /// is a warning: the caller refreshes without it rather than failing.
+    pub fn lock_or_warn(
+        &self,
+        key: &CacheKey,
+        timeout: Duration,
+        what: &str,
+    ) -> Option<RefreshLock> {
+        match self.lock(key, timeout, what) {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                warn(format!("{}; refreshing without the lock", e.message()));
+                None
+            }
+        }
+    }
+
     /// Creates the directory 0700, and takes back permissions others were given.
     fn ensure_dir(&self) -> Result<()> {
         let fail = |e: io::Error| {

@@ -252,8 +252,10 @@ impl SyncArgs {
         };
         let eks =
             (!self.no_eks && eks_settings.enabled && (named_eks || !named_gke)).then(|| EksScan {
+                // The profile the aws CLI would use is recorded, so the entries
+                // sign as it later, whatever kubectl's environment says.
                 profiles: if profiles.is_empty() {
-                    vec![None]
+                    vec![crate::eks::env_profile()]
                 } else {
                     profiles.into_iter().map(Some).collect()
                 },

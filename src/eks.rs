@@ -46,19 +46,112 @@ pub struct EksToken {
     pub role_arn: Option<String>,
 }
 
+/// An AWS partition: which regions belong to it, the domain of their STS hosts,
+/// and the region the aws CLI falls back to when a profile names none.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Partition {
+    pub name: &'static str,
+    /// Region names are `{head}-{word}-{digits}` for one of these heads.
+    heads: &'static [&'static str],
+    pub domain: &'static str,
+    pub default_region: &'static str,
+    pub regions: &'static [&'static str],
+}
+
+/// Every partition fleetctx knows (botocore's `endpoints.json` region patterns).
+pub const PARTITIONS: [Partition; 8] = [
+    Partition {
+        name: "aws",
+        heads: &["us", "eu", "ap", "sa", "ca", "me", "af", "il", "mx"],
+        domain: "amazonaws.com",
+        default_region: "us-east-1",
+        regions: &COMMERCIAL_REGIONS,
+    },
+    Partition {
+        name: "aws-cn",
+        heads: &["cn"],
+        domain: "amazonaws.com.cn",
+        default_region: "cn-north-1",
+        regions: &["cn-north-1", "cn-northwest-1"],
+    },
+    Partition {
+        name: "aws-us-gov",
+        heads: &["us-gov"],
+        domain: "amazonaws.com",
+        default_region: "us-gov-west-1",
+        regions: &["us-gov-east-1", "us-gov-west-1"],
+    },
+    Partition {
+        name: "aws-iso",
+        heads: &["us-iso"],
+        domain: "c2s.ic.gov",
+        default_region: "us-iso-east-1",
+        regions: &["us-iso-east-1", "us-iso-west-1"],
+    },
+    Partition {
+        name: "aws-iso-b",
+        heads: &["us-isob"],
+        domain: "sc2s.sgov.gov",
+        default_region: "us-isob-east-1",
+        regions: &["us-isob-east-1"],
+    },
+    Partition {
+        name: "aws-iso-e",
+        heads: &["eu-isoe"],
+        domain: "cloud.adc-e.uk",
+        default_region: "eu-isoe-west-1",
+        regions: &["eu-isoe-west-1"],
+    },
+    Partition {
+        name: "aws-iso-f",
+        heads: &["us-isof"],
+        domain: "csp.hci.ic.gov",
+        default_region: "us-isof-south-1",
+        regions: &["us-isof-east-1", "us-isof-south-1"],
+    },
+    Partition {
+        name: "aws-eusc",
+        heads: &["eusc-de"],
+        domain: "amazonaws.eu",
+        default_region: "eusc-de-east-1",
+        regions: &["eusc-de-east-1"],
+    },
+];
+
+/// The partition a region belongs to. An unknown shape is refused: falling back
+/// to the commercial partition would sign for, and scan, the wrong cloud.
+pub fn partition_of(region: &str) -> Result<&'static Partition> {
+    let shaped = |head: &str| {
+        region
+            .strip_prefix(head)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|rest| rest.split_once('-'))
+            .is_some_and(|(word, number)| {
+                !word.is_empty()
+                    && word.chars().all(|c| c.is_ascii_alphanumeric())
+                    && !number.is_empty()
+                    && number.chars().all(|c| c.is_ascii_digit())
+            })
+    };
+    PARTITIONS
+        .iter()
+        .find(|p| p.heads.iter().any(|h| shaped(h)))
+        .ok_or_else(|| {
+            let names: Vec<&str> = PARTITIONS.iter().map(|p| p.name).collect();
+            Error::new(format!(
+                "region {region:?} belongs to no AWS partition fleetctx knows"
+            ))
+            .hint(format!(
+                "check the region name (`aws ec2 describe-regions`); fleetctx knows {}",
+                names.join(", ")
+            ))
+        })
+}
+
 /// The STS host that EKS accepts in a token for `region` (never an endpoint
 /// override: the token's host is checked by the cluster, not by us).
-pub fn sts_host(region: &str) -> String {
-    let domain = if region.starts_with("cn-") {
-        "amazonaws.com.cn"
-    } else if region.starts_with("us-isob-") {
-        "sc2s.sgov.gov"
-    } else if region.starts_with("us-iso-") {
-        "c2s.ic.gov"
-    } else {
-        "amazonaws.com"
-    };
-    format!("sts.{region}.{domain}")
+pub fn sts_host(region: &str) -> Result<String> {
+    Ok(format!("sts.{region}.{}", partition_of(region)?.domain))
 }
 
 /// The presigned `GetCallerIdentity` URL that is the token's payload.
@@ -70,7 +163,7 @@ pub fn presigned_url(
 ) -> Result<String> {
     let url = format!(
         "https://{}/?Action=GetCallerIdentity&Version=2011-06-15",
-        sts_host(region)
+        sts_host(region)?
     );
     let identity: Identity = credentials.clone().into();
     let mut settings = SigningSettings::default();
@@ -107,9 +200,11 @@ pub fn presigned_url(
     Ok(http_request.uri().to_string())
 }
 
-/// The standard AWS credential chain for `profile` (the default chain when
-/// `None`). An explicit profile wins over environment keys, as it does for the
-/// AWS CLI. Shared by `token eks` and EKS discovery, so both pick the same identity.
+/// The standard AWS credential chain for `profile`, resolving role, SSO and
+/// web-identity profiles in `region`. A named profile wins over environment keys,
+/// as `--profile` does for the aws CLI; without one, the default chain runs with
+/// the profile botocore would pick (`env_profile`). Shared by `token eks` and EKS
+/// discovery, so both pick the same identity.
 pub async fn credentials_provider(
     profile: Option<&str>,
     region: &str,
@@ -122,13 +217,23 @@ pub async fn credentials_provider(
                 .profile_name(profile)
                 .build(),
         ),
-        None => SharedCredentialsProvider::new(
-            DefaultCredentialsChain::builder()
-                .region(region)
-                .build()
-                .await,
-        ),
+        None => {
+            let mut chain = DefaultCredentialsChain::builder().region(region);
+            if let Some(profile) = env_profile() {
+                chain = chain.profile_name(&profile);
+            }
+            SharedCredentialsProvider::new(chain.build().await)
+        }
     }
+}
+
+/// Where a profile's credentials are resolved (AssumeRole, SSO, web identity):
+/// the profile's own region, else the default region of `partition`. Never an
+/// arbitrary scan region: an opt-in region rejects what other regions accept.
+pub async fn credential_region(profile: Option<&str>, partition: &Partition) -> String {
+    home_region(profile)
+        .await
+        .unwrap_or_else(|| partition.default_region.to_string())
 }
 
 /// `k8s-aws-v1.` + base64url (no padding) of the presigned URL.
@@ -140,13 +245,9 @@ pub fn token_from_url(url: &str) -> String {
 }
 
 impl EksToken {
-    /// The profile the AWS CLI would use: `--profile`, else `AWS_PROFILE`, else `AWS_DEFAULT_PROFILE`.
+    /// The profile the aws CLI would use: `--profile`, else botocore's environment choice.
     fn effective_profile(&self) -> Option<String> {
-        self.profile
-            .clone()
-            .or_else(|| std::env::var("AWS_PROFILE").ok())
-            .or_else(|| std::env::var("AWS_DEFAULT_PROFILE").ok())
-            .filter(|p| !p.is_empty())
+        self.profile.clone().or_else(env_profile)
     }
 
     fn profile_label(&self) -> String {
@@ -207,8 +308,10 @@ impl EksToken {
         ))
     }
 
-    async fn base_provider(&self) -> SharedCredentialsProvider {
-        credentials_provider(self.profile.as_deref(), &self.region).await
+    async fn base_provider(&self) -> Result<SharedCredentialsProvider> {
+        let partition = partition_of(&self.region)?;
+        let region = credential_region(self.effective_profile().as_deref(), partition).await;
+        Ok(credentials_provider(self.profile.as_deref(), &region).await)
     }
 
     async fn assume_role(
@@ -280,19 +383,18 @@ impl EksToken {
         if let Some(credentials) = cached() {
             return Ok(credentials);
         }
-        let _lock = match cache {
-            Some(c) => Some(c.lock(
+        let _lock = cache.and_then(|c| {
+            c.lock_or_warn(
                 &key,
                 context.options.lock_timeout,
                 &format!("the session for role {role_arn}"),
-            )?),
-            None => None,
-        };
+            )
+        });
         if let Some(credentials) = cached() {
             return Ok(credentials);
         }
         let timeout = context.options.timeout;
-        let base = self.base_provider().await;
+        let base = self.base_provider().await?;
         let credentials = self.assume_role(base, role_arn, timeout).await?;
         if let Some(cache) = cache {
             let expires_at = expiry_secs(&credentials).unwrap_or(cache::now() + 900);
@@ -385,7 +487,7 @@ impl TokenSource for EksToken {
                 let what = format!("loading AWS credentials (profile {})", self.profile_label());
                 within(timeout, &what, async {
                     self.base_provider()
-                        .await
+                        .await?
                         .provide_credentials()
                         .await
                         .map_err(|e| self.no_credentials(e))
@@ -452,32 +554,31 @@ pub const COMMERCIAL_REGIONS: [&str; 34] = [
     "us-west-1",
     "us-west-2",
 ];
-pub const CHINA_REGIONS: [&str; 2] = ["cn-north-1", "cn-northwest-1"];
-pub const GOVCLOUD_REGIONS: [&str; 2] = ["us-gov-east-1", "us-gov-west-1"];
+/// The region a profile's own calls go to, as the aws CLI picks it:
+/// `AWS_REGION`, `AWS_DEFAULT_REGION`, else the profile's `region` setting.
+pub async fn home_region(profile: Option<&str>) -> Option<String> {
+    let env = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|r| !r.is_empty());
+    if env.is_some() {
+        return env;
+    }
+    let mut builder = aws_config::profile::ProfileFileRegionProvider::builder();
+    if let Some(profile) = profile {
+        builder = builder.profile_name(profile);
+    }
+    use aws_config::meta::region::ProvideRegion;
+    builder.build().region().await.map(|r| r.to_string())
+}
 
-/// Every region of the partition of the profile's own region (`AWS_REGION`,
-/// else the profile's `region`), commercial when it has none.
-pub async fn partition_regions(profile: Option<&str>) -> Vec<String> {
-    let env = std::env::var("AWS_REGION")
-        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-        .ok();
-    let home = match env {
-        Some(region) => Some(region),
-        None => {
-            let mut builder = aws_config::profile::ProfileFileRegionProvider::builder();
-            if let Some(profile) = profile {
-                builder = builder.profile_name(profile);
-            }
-            use aws_config::meta::region::ProvideRegion;
-            builder.build().region().await.map(|r| r.to_string())
-        }
-    };
-    let regions: &[&str] = match home.as_deref() {
-        Some(r) if r.starts_with("cn-") => &CHINA_REGIONS,
-        Some(r) if r.starts_with("us-gov-") => &GOVCLOUD_REGIONS,
-        _ => &COMMERCIAL_REGIONS,
-    };
-    regions.iter().map(|r| r.to_string()).collect()
+/// The profile the aws CLI uses when none is named: botocore reads
+/// `AWS_DEFAULT_PROFILE` first, then `AWS_PROFILE`.
+pub fn env_profile() -> Option<String> {
+    ["AWS_DEFAULT_PROFILE", "AWS_PROFILE"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|p| !p.is_empty())
 }
 
 fn profile_label(profile: Option<&str>) -> &str {
@@ -490,11 +591,12 @@ pub async fn profile_config(
     region: &str,
     limits: &Limits,
 ) -> Result<SdkConfig> {
-    let credentials = credentials_provider(profile, region).await;
+    let provider = credentials_provider(profile, region).await;
     let label = profile_label(profile);
-    limits
+    // Resolved once (one AssumeRole or SSO call per profile), shared by every region.
+    let credentials = limits
         .call(&format!("loading AWS credentials (profile {label})"), async {
-            credentials.provide_credentials().await.map(|_| ()).map_err(|e| {
+            provider.provide_credentials().await.map_err(|e| {
                 Error::new(format!("could not load AWS credentials for profile {label}"))
                     .cause(e)
                     .hint(format!("run `aws sso login --profile {label}` if the profile uses SSO, or `aws configure --profile {label}`"))
@@ -503,7 +605,7 @@ pub async fn profile_config(
         .await?;
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
-        .credentials_provider(credentials)
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
         .retry_config(
             RetryConfig::standard()
                 .with_max_attempts(3)
@@ -519,6 +621,48 @@ pub async fn profile_config(
         loader = loader.profile_name(profile);
     }
     Ok(loader.load().await)
+}
+
+/// Proves a profile's credentials with `sts:GetCallerIdentity` in its home region
+/// (`config`'s region) and answers its account id. Rejected credentials (a
+/// revoked or rotated key) fail here, once, instead of reading as 34 regions that
+/// are "not enabled".
+pub async fn caller_account(
+    config: &SdkConfig,
+    profile: Option<&str>,
+    limits: &Limits,
+) -> Result<String> {
+    let label = profile_label(profile);
+    let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+    let sts = aws_sdk_sts::Client::new(config);
+    let what = format!("GET sts.{region} GetCallerIdentity (profile {label})");
+    let answer = limits
+        .call(&what, async { Ok(sts.get_caller_identity().send().await) })
+        .await?;
+    match answer {
+        Ok(identity) => Ok(identity.account().unwrap_or_default().to_string()),
+        Err(e) => {
+            let (cause, hint) = match (e.code(), e.message()) {
+                (Some(code), message) => (
+                    format!("{code}: {}", message.unwrap_or("no message")),
+                    format!(
+                        "AWS rejected the credentials of profile {label} (revoked, rotated or expired): run `aws configure --profile {label}`, or `aws sso login --profile {label}` for SSO; `aws sts get-caller-identity --profile {label}` shows what the aws CLI sees"
+                    ),
+                ),
+                (None, _) => (
+                    aws_sdk_sts::error::DisplayErrorContext(&e).to_string(),
+                    format!(
+                        "could not reach STS in {region}: check your network or proxy, then run the sync again"
+                    ),
+                ),
+            };
+            Err(Error::new(format!(
+                "could not verify the AWS credentials of profile {label} (sts:GetCallerIdentity in {region}); nothing of the profile was changed"
+            ))
+            .because(cause)
+            .hint(hint))
+        }
+    }
 }
 
 /// A region the account has not enabled answers with an invalid-token error.
@@ -547,10 +691,13 @@ fn eks_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt:
     Error::new(what).because(detail).hint(hint)
 }
 
-/// Every ACTIVE or UPDATING cluster of one profile in one region.
+/// Every ACTIVE or UPDATING cluster of one profile in one region. The profile's
+/// credentials were proven by `caller_account`, so a region that rejects them is
+/// one the account has not enabled: empty.
 pub async fn discover_region(
     config: &SdkConfig,
     profile: Option<&str>,
+    account: &str,
     region: &str,
     limits: &Limits,
 ) -> SourceResult {
@@ -624,7 +771,7 @@ pub async fn discover_region(
             Ok(Ok(out)) => {
                 if let Some(found) = out
                     .cluster()
-                    .and_then(|c| found(c, profile, region, &source))
+                    .and_then(|c| found(c, profile, account, region, &source))
                 {
                     clusters.push(found);
                 }
@@ -655,6 +802,7 @@ pub async fn discover_region(
 fn found(
     cluster: &aws_sdk_eks::types::Cluster,
     profile: Option<&str>,
+    account: &str,
     region: &str,
     source: &str,
 ) -> Option<Found> {
@@ -669,7 +817,8 @@ fn found(
     let account = cluster
         .arn()
         .and_then(|arn| arn.split(':').nth(4))
-        .unwrap_or_default()
+        .filter(|a| !a.is_empty())
+        .unwrap_or(account)
         .to_string();
     let mut args: Vec<String> = ["token", "eks", "--cluster", &name, "--region", region]
         .iter()
@@ -769,9 +918,31 @@ mod tests {
 
     #[test]
     fn partitions_pick_their_sts_host() {
-        assert_eq!(sts_host("eu-west-1"), "sts.eu-west-1.amazonaws.com");
-        assert_eq!(sts_host("cn-north-1"), "sts.cn-north-1.amazonaws.com.cn");
-        assert_eq!(sts_host("us-gov-west-1"), "sts.us-gov-west-1.amazonaws.com");
+        for (region, host) in [
+            ("eu-west-1", "sts.eu-west-1.amazonaws.com"),
+            ("ap-southeast-7", "sts.ap-southeast-7.amazonaws.com"),
+            ("cn-north-1", "sts.cn-north-1.amazonaws.com.cn"),
+            ("us-gov-west-1", "sts.us-gov-west-1.amazonaws.com"),
+            ("us-iso-east-1", "sts.us-iso-east-1.c2s.ic.gov"),
+            ("us-isob-east-1", "sts.us-isob-east-1.sc2s.sgov.gov"),
+            ("us-isof-south-1", "sts.us-isof-south-1.csp.hci.ic.gov"),
+            ("eu-isoe-west-1", "sts.eu-isoe-west-1.cloud.adc-e.uk"),
+        ] {
+            assert_eq!(sts_host(region).unwrap(), host, "{region}");
+        }
+        for region in ["xx-west-1", "us-east", "mars-north-1", "us-gov-west", ""] {
+            assert!(sts_host(region).is_err(), "{region} has no partition");
+        }
+    }
+
+    #[test]
+    fn every_partition_lists_only_its_own_regions() {
+        for partition in &PARTITIONS {
+            assert!(partition.regions.contains(&partition.default_region));
+            for region in partition.regions {
+                assert_eq!(partition_of(region).unwrap().name, partition.name);
+            }
+        }
     }
 
     #[test]

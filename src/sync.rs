@@ -292,8 +292,9 @@ fn discover(options: &SyncOptions) -> Result<Discovery> {
     })
 }
 
-/// One AWS profile across its regions. When every region says "not enabled",
-/// the credentials are what is broken: that is a failure, not an empty fleet.
+/// One AWS profile across its regions. Its credentials are resolved in its home
+/// region and proven once (`sts:GetCallerIdentity`); when that fails, the profile
+/// has failed and none of its entries is pruned.
 async fn discover_profile(
     profile: Option<&str>,
     scan: &EksScan,
@@ -302,12 +303,32 @@ async fn discover_profile(
     progress: &Progress,
 ) -> (Vec<SourceResult>, Vec<String>) {
     let label = profile.unwrap_or("default");
+    let failed = |e: Error| {
+        (
+            vec![SourceResult::failed(format!("eks/{label}"), e)],
+            Vec::new(),
+        )
+    };
+    let home = eks::home_region(profile).await;
+    let anchor = home
+        .clone()
+        .or_else(|| scan.regions.first().cloned())
+        .unwrap_or_else(|| "us-east-1".to_string());
+    let partition = match eks::partition_of(&anchor) {
+        Ok(p) => p,
+        Err(e) => {
+            return failed(e.hint(format!(
+                "the region comes from profile {label}, AWS_REGION or --eks-region"
+            )));
+        }
+    };
     let regions = if scan.regions.is_empty() {
-        eks::partition_regions(profile).await
+        partition.regions.iter().map(|r| r.to_string()).collect()
     } else {
         scan.regions.clone()
     };
-    let config = match eks::profile_config(profile, &regions[0], limits).await {
+    let credential_region = home.unwrap_or_else(|| partition.default_region.to_string());
+    let config = match eks::profile_config(profile, &credential_region, limits).await {
         Ok(config) => config,
         Err(e) if !explicit => {
             let line = format!(
@@ -317,30 +338,38 @@ async fn discover_profile(
             );
             return (Vec::new(), vec![line]);
         }
-        Err(e) => {
-            return (
-                vec![SourceResult::failed(format!("eks/{label}"), e)],
-                Vec::new(),
-            );
-        }
+        Err(e) => return failed(e),
     };
-    progress.expect(regions.len());
-    let scans = regions
+    let account = match eks::caller_account(&config, profile, limits).await {
+        Ok(account) => account,
+        Err(e) => return failed(e),
+    };
+    // A region outside the profile's partition would be asked with the wrong
+    // credentials and signed for the wrong STS host: it fails on its own.
+    let (regions, strangers): (Vec<String>, Vec<String>) = regions
+        .into_iter()
+        .partition(|r| eks::partition_of(r).is_ok_and(|p| p.name == partition.name));
+    let mut results: Vec<SourceResult> = strangers
         .iter()
-        .map(|region| progress.track(eks::discover_region(&config, profile, region, limits)));
-    let mut results = futures::future::join_all(scans).await;
-    if results.len() > 1 && results.iter().all(|r| matches!(r.answer, Answer::Empty(_))) {
-        for r in &mut results {
-            r.answer = Answer::Failed(
-                Error::new(format!(
-                    "every region rejected the credentials of profile {label}"
+        .map(|region| {
+            let error = match eks::partition_of(region) {
+                Err(e) => e,
+                Ok(other) => Error::new(format!(
+                    "region {region} is in partition {}, but profile {label} is in {}",
+                    other.name, partition.name
                 ))
-                .hint(format!(
-                    "check `aws sts get-caller-identity --profile {label}`"
-                )),
-            );
-        }
-    }
+                .hint("scan each partition with a profile of its own"),
+            };
+            SourceResult::failed(format!("eks/{label}/{region}"), error)
+        })
+        .collect();
+    progress.expect(regions.len());
+    let scans = regions.iter().map(|region| {
+        progress.track(eks::discover_region(
+            &config, profile, &account, region, limits,
+        ))
+    });
+    results.extend(futures::future::join_all(scans).await);
     (results, Vec::new())
 }
 

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::cache::{self, CacheKey, Entry, Secret, TokenCache};
-use crate::error::{Error, Result, warn};
+use crate::error::{Error, Result};
 
 /// A freshly minted bearer token.
 pub struct Minted {
@@ -70,13 +70,7 @@ pub fn credential<S: TokenSource>(source: &S, options: &TokenOptions) -> Result<
 
     // Miss: one process refreshes, the others wait for its result.
     let what = format!("the {} token for {}", key.kind(), source.identity());
-    let _lock = match cache.lock(&key, options.lock_timeout, &what) {
-        Ok(lock) => Some(lock),
-        Err(e) => {
-            warn(format!("{}; refreshing without the lock", e.message()));
-            None
-        }
-    };
+    let _lock = cache.lock_or_warn(&key, options.lock_timeout, &what);
     if let Some(hit) = cache.get(&key, fresh_until()) {
         return Ok(hit.into());
     }

@@ -583,6 +583,7 @@ class State:
             self.denied_impersonation = set()
             self.api_delay_ms = 0
             self.aws_disabled_regions = set()
+            self.aws_revoked_keys = set()  # access key ids every AWS call rejects
             self.aws_fail_regions = {}  # region -> HTTP status
             self.stats = {
                 "token_requests": 0,
@@ -721,13 +722,14 @@ class MotoWrapperApp:
         if environ.get("PATH_INFO", "").startswith("/moto-api"):
             return self.app(environ, start_response)
         try:
-            service, region = self._inspect(environ)
+            service, region, akid = self._inspect(environ)
         except Exception as e:  # never break moto over bookkeeping
             vlog(f"moto request inspection failed: {e}")
-            service, region = None, None
+            service, region, akid = None, None, None
         STATE.api_delay()
         with STATE.lock:
-            disabled = region in STATE.aws_disabled_regions
+            disabled = (region in STATE.aws_disabled_regions
+                        or (akid is not None and akid in STATE.aws_revoked_keys))
             fail = STATE.aws_fail_regions.get(region) if region else None
         if disabled:
             return self._error(start_response, service, 403, "UnrecognizedClientException",
@@ -765,6 +767,7 @@ class MotoWrapperApp:
         scope = auth or (query.get("X-Amz-Credential") or [""])[0]
         m = CRED_SCOPE_RE.search(scope)
         region, service = (m.group(3), m.group(4)) if m else (None, None)
+        akid = m.group(1) if m else None
         body = b""
         ctype = environ.get("CONTENT_TYPE", "")
         try:
@@ -785,7 +788,7 @@ class MotoWrapperApp:
             STATE.bump("eks", eks_action(environ.get("REQUEST_METHOD", "GET"),
                                          environ.get("PATH_INFO", "")))
             STATE.bump("eks_regions", region)
-        return service, region
+        return service, region, akid
 
 
 StsCountingApp = MotoWrapperApp  # former name
@@ -1526,6 +1529,8 @@ class GoogleHandler(BaseHandler):
                 STATE.api_delay_ms = int(req["api_delay_ms"] or 0)
             if "aws_disabled_regions" in req:
                 STATE.aws_disabled_regions = set(req["aws_disabled_regions"] or [])
+            if "aws_revoked_keys" in req:
+                STATE.aws_revoked_keys = set(req["aws_revoked_keys"] or [])
             if "aws_fail_regions" in req:
                 STATE.aws_fail_regions = {str(k): int(v) for k, v in
                                           (req["aws_fail_regions"] or {}).items()}
@@ -1544,6 +1549,7 @@ class GoogleHandler(BaseHandler):
                    "check_jwt_time": STATE.check_jwt_time,
                    "api_delay_ms": STATE.api_delay_ms,
                    "aws_disabled_regions": sorted(STATE.aws_disabled_regions),
+                   "aws_revoked_keys": sorted(STATE.aws_revoked_keys),
                    "aws_fail_regions": dict(STATE.aws_fail_regions),
                    "faults": {k: {"status": v[0], "count": v[1]} for k, v in STATE.faults.items()}}
         return self.send_json(200, out)
