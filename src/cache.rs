@@ -25,6 +25,24 @@ use crate::error::{Error, Result, warn};
 const FORMAT: u32 = 1;
 /// Entries are tiny; anything bigger is not ours.
 const MAX_ENTRY_BYTES: u64 = 64 * 1024;
+/// Files a write looks at when it collects expired entries.
+const SWEEP_BUDGET: usize = 32;
+/// How long past its expiry an entry (or an unreadable file) is kept.
+const SWEEP_GRACE_SECS: i64 = 3600;
+
+/// The key kind of a file fleetctx wrote in the cache directory:
+/// `{kind}-{digest}.json`, `.lock`, or `.{kind}-{digest}.{pid}.{nanos}.tmp`.
+fn kind_of_file(name: &str) -> Option<&str> {
+    let stem = match name.strip_prefix('.') {
+        Some(tmp) => tmp.strip_suffix(".tmp")?.split('.').next()?,
+        None => name
+            .strip_suffix(".json")
+            .or_else(|| name.strip_suffix(".lock"))?,
+    };
+    let (kind, digest) = stem.rsplit_once('-')?;
+    (digest.len() == 32 && digest.chars().all(|c| c.is_ascii_hexdigit()) && !kind.is_empty())
+        .then_some(kind)
+}
 
 /// Seconds since the Unix epoch, the only clock the cache uses.
 pub fn now() -> i64 {
@@ -254,14 +272,74 @@ impl TokenCache {
         written.map_err(|e| {
             let _ = fs::remove_file(&tmp);
             Error::new(format!("could not write cache file {}", path.display())).cause(e)
-        })
+        })?;
+        self.sweep();
+        Ok(())
     }
 
-    /// Removes the entry and lock file for a key's file stem (for `cache clear`).
-    pub fn remove(&self, entry_path: &Path) -> io::Result<()> {
-        fs::remove_file(entry_path)?;
-        let _ = fs::remove_file(entry_path.with_extension("lock"));
-        Ok(())
+    /// Every file of fleetctx's in the directory with the kind of key it belongs
+    /// to: entries (readable or not), lock files and temp files. For `cache clear`,
+    /// which must also remove the entries `get` refuses to read.
+    pub fn files(&self) -> Vec<(PathBuf, String)> {
+        let Ok(dir) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(PathBuf, String)> = dir
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let kind = kind_of_file(&name)?.to_string();
+                Some((e.path(), kind))
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Removes expired entries and their lock files, looking at no more than
+    /// `SWEEP_BUDGET` files (a window that moves with the clock), so a write costs
+    /// the same in a cache of ten entries or ten thousand.
+    fn sweep(&self) {
+        let Ok(dir) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        let entries: Vec<PathBuf> = dir
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
+        let start = (now().unsigned_abs() as usize) % entries.len();
+        let now = now();
+        for path in entries
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(SWEEP_BUDGET.min(entries.len()))
+        {
+            let expired = match read_entry(path) {
+                Some(entry) => entry.expires_at + SWEEP_GRACE_SECS < now,
+                // Unreadable or exposed: never served, so only in the way.
+                None => fs::metadata(path).is_ok_and(|m| {
+                    m.modified().is_ok_and(|t| {
+                        t.elapsed()
+                            .is_ok_and(|age| age.as_secs() > SWEEP_GRACE_SECS as u64)
+                    })
+                }),
+            };
+            if expired {
+                let _ = fs::remove_file(path);
+                let lock = path.with_extension("lock");
+                // Only a lock nobody holds: a waiter would otherwise refresh twice.
+                if let Ok(file) = File::open(&lock)
+                    && file.try_lock().is_ok()
+                {
+                    let _ = fs::remove_file(&lock);
+                }
+            }
+        }
     }
 
     /// Takes the refresh lock for `key`, waiting at most `timeout`. Says on stderr
@@ -431,6 +509,28 @@ mod tests {
             Secret::new("tok-123"),
         );
         assert!(!format!("{entry:?}").contains("tok-123"));
+    }
+
+    #[test]
+    fn only_our_own_file_names_have_a_kind() {
+        let digest = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            kind_of_file(&format!("aws-role-{digest}.json")),
+            Some("aws-role")
+        );
+        assert_eq!(kind_of_file(&format!("eks-{digest}.lock")), Some("eks"));
+        assert_eq!(
+            kind_of_file(&format!(".gke-{digest}.12.34.tmp")),
+            Some("gke")
+        );
+        for other in [
+            "notes.txt",
+            "eks-123.json",
+            &format!("{digest}.json"),
+            "..tmp",
+        ] {
+            assert_eq!(kind_of_file(other), None, "{other}");
+        }
     }
 
     #[test]

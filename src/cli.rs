@@ -263,14 +263,7 @@ impl SyncArgs {
             });
         let exec_command = match self.exec_command.or(settings.exec_command) {
             Some(command) => command,
-            None => std::env::current_exe()
-                .map_err(|e| {
-                    Error::new("could not find the path of this fleetctx")
-                        .cause(e)
-                        .hint("pass --exec-command")
-                })?
-                .display()
-                .to_string(),
+            None => exec_path()?.display().to_string(),
         };
         let timeout = Duration::from_secs(self.timeout.max(1));
         let lock_timeout = Duration::from_secs(self.lock_timeout);
@@ -301,6 +294,33 @@ impl SyncArgs {
             },
         })
     }
+}
+
+/// The path entries should run: the one this fleetctx was started through, when
+/// it leads to this very binary. A package manager's `bin/fleetctx` symlink
+/// (Homebrew, nix, asdf) then survives upgrades, where the versioned target
+/// `current_exe` resolves to would vanish with the old version.
+fn exec_path() -> Result<PathBuf> {
+    let exe = std::env::current_exe().map_err(|e| {
+        Error::new("could not find the path of this fleetctx")
+            .cause(e)
+            .hint("pass --exec-command")
+    })?;
+    let started_as = std::env::args_os().next().map(PathBuf::from);
+    let candidate = started_as.and_then(|arg0| {
+        if arg0.components().count() > 1 {
+            std::path::absolute(&arg0).ok()
+        } else {
+            let paths = std::env::var_os("PATH")?;
+            std::env::split_paths(&paths)
+                .filter(|dir| dir.is_absolute())
+                .map(|dir| dir.join(&arg0))
+                .find(|p| p.is_file())
+        }
+    });
+    let same_binary =
+        |p: &PathBuf| std::fs::canonicalize(p).ok() == std::fs::canonicalize(&exe).ok();
+    Ok(candidate.filter(same_binary).unwrap_or(exe))
 }
 
 #[derive(Debug, Subcommand)]
@@ -562,12 +582,20 @@ fn clear_cache(provider: Option<Provider>, quiet: bool) -> Result<Exit> {
         return Ok(Exit::Success);
     };
     let mut removed = 0;
-    for (path, entry) in cache.entries() {
-        if provider.is_none_or(|p| p.owns(&entry.kind)) {
-            cache
-                .remove(&path)
-                .map_err(|e| Error::new(format!("could not remove {}", path.display())).cause(e))?;
-            removed += 1;
+    for (path, kind) in cache.files() {
+        if provider.is_none_or(|p| p.owns(&kind)) {
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += usize::from(path.extension().is_some_and(|x| x == "json")),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::new(format!("could not remove {}", path.display()))
+                        .cause(e)
+                        .hint(format!(
+                            "remove it by hand, or the whole directory {}",
+                            cache.dir().display()
+                        )));
+                }
+            }
         }
     }
     if !quiet {

@@ -73,10 +73,32 @@ impl Settings {
         if text.trim().is_empty() {
             return Ok(Settings::default());
         }
-        yaml_serde::from_str(&text).map_err(|e| {
+        let mut settings: Settings = yaml_serde::from_str(&text).map_err(|e| {
             Error::new(format!("settings file {} is not valid", path.display()))
                 .because(e.to_string())
                 .hint("see the README's `config.yaml` section for the keys fleetctx reads")
-        })
+        })?;
+        settings.kubeconfig = settings
+            .kubeconfig
+            .map(|p| expand_home(&p.to_string_lossy()).into());
+        settings.exec_command = settings.exec_command.map(|c| expand_home(&c));
+        Ok(settings)
     }
+}
+
+/// `~`, `~/...`, `$HOME` and `${HOME}` at the start of a path mean the home
+/// directory, as they do in a shell (config.yaml is read by no shell).
+pub fn expand_home(path: &str) -> String {
+    let Some(home) = directories::BaseDirs::new().map(|d| d.home_dir().display().to_string())
+    else {
+        return path.to_string();
+    };
+    for prefix in ["~", "${HOME}", "$HOME"] {
+        if let Some(rest) = path.strip_prefix(prefix)
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            return format!("{home}{rest}");
+        }
+    }
+    path.to_string()
 }

@@ -534,6 +534,11 @@ fn report(
     if options.quiet {
         return;
     }
+    if discovery.results.is_empty() && !discovery.skipped.is_empty() {
+        eprintln!(
+            "fleetctx: nothing was scanned: set up the credentials named above, or name sources (`fleetctx sync --help`)"
+        );
+    }
     eprintln!(
         "fleetctx: {} sources scanned ({complete} complete, {partial} partial, {failed} failed), {found} clusters found",
         discovery.results.len()

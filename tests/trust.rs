@@ -261,3 +261,160 @@ fn a_lock_timeout_on_the_role_session_refreshes_with_a_warning() {
         ran.stderr
     );
 }
+
+#[test]
+fn home_in_config_yaml_paths_means_the_home_directory() {
+    let Some(fleet) = Fleet::start() else { return };
+    let dir = fleet.world.path("config").join("fleetctx");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cwd = fleet.world.path("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    for (n, path) in [
+        "~/.kube/fleet.yaml",
+        "$HOME/.kube/fleet-2.yaml",
+        "${HOME}/fleet-3.yaml",
+    ]
+    .iter()
+    .enumerate()
+    {
+        std::fs::write(
+            dir.join("config.yaml"),
+            format!("gke:\n  projects: [p-beta]\neks:\n  enabled: false\nkubeconfig: {path}\n"),
+        )
+        .unwrap();
+        run(fleet.world.fleetctx(&["sync"]).current_dir(&cwd)).ok();
+        let home = fleet.world.path("home");
+        let written = home.join(path.split_once('/').unwrap().1);
+        assert!(
+            std::fs::read_to_string(&written)
+                .unwrap_or_default()
+                .contains("gke_p-beta_asia-east1-a_b"),
+            "case {n}: {path} was not written to {}",
+            written.display()
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(&cwd).unwrap().count(),
+        0,
+        "nothing may be created under the working directory"
+    );
+}
+
+fn cache_files(world: &World) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(world.cache_dir())
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn cache_clear_removes_entries_it_refuses_to_read_and_their_locks() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut world = World::new();
+    world.aws_keys("AKIAFLEETCTXCLEAR001", "clear-secret", None);
+    let token = ["token", "eks", "--cluster", "c", "--region", "us-east-1"];
+    run(&mut world.fleetctx(&token)).ok();
+    for name in cache_files(&world) {
+        let path = world.cache_dir().join(&name);
+        if name.ends_with(".json") {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    // A stray temp file of a crashed write, and a file that is not ours.
+    let stem = cache_files(&world)[0]
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::write(world.cache_dir().join(format!(".{stem}.99.1.tmp")), "x").unwrap();
+    std::fs::write(world.cache_dir().join("notes.txt"), "mine").unwrap();
+    run(&mut world.fleetctx(&["cache", "clear"])).ok();
+    assert_eq!(cache_files(&world), ["notes.txt"]);
+}
+
+#[test]
+fn writes_collect_expired_entries_and_their_locks() {
+    let mut world = World::new();
+    world.aws_keys("AKIAFLEETCTXSWEEP001", "sweep-secret", None);
+    run(&mut world.fleetctx(&["token", "eks", "--cluster", "c", "--region", "us-east-1"])).ok();
+    let digest = "0123456789abcdef0123456789abcdef";
+    let stale = world.cache_dir().join(format!("eks-{digest}.json"));
+    std::fs::write(
+        &stale,
+        r#"{"format":1,"kind":"eks","identity":"old","expires_at":1,"expiration":"1970-01-01T00:00:01Z","created_at":0,"secret":"x"}"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(stale.with_extension("lock"), "").unwrap();
+    run(&mut world.fleetctx(&["token", "eks", "--cluster", "d", "--region", "us-east-1"])).ok();
+    let names = cache_files(&world);
+    assert!(
+        !names.iter().any(|n| n.contains(digest)),
+        "expired entry kept: {names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with(".json")).count(),
+        2,
+        "{names:?}"
+    );
+}
+
+#[test]
+fn the_exec_command_is_the_package_managers_link_not_the_versioned_target() {
+    let Some(fleet) = Fleet::start() else { return };
+    // Homebrew's shape: bin/fleetctx -> ../Cellar/fleetctx/0.1.0/bin/fleetctx.
+    let prefix = fleet.world.path("brew");
+    let cellar = prefix.join("Cellar/fleetctx/0.1.0/bin");
+    std::fs::create_dir_all(&cellar).unwrap();
+    std::fs::create_dir_all(prefix.join("bin")).unwrap();
+    std::fs::copy(BIN, cellar.join("fleetctx")).unwrap();
+    std::os::unix::fs::symlink(
+        "../Cellar/fleetctx/0.1.0/bin/fleetctx",
+        prefix.join("bin/fleetctx"),
+    )
+    .unwrap();
+    let mut world = World::new();
+    world.env = fleet.world.env.clone();
+    let path = format!(
+        "{}:{}",
+        prefix.join("bin").display(),
+        world.env.iter().find(|(k, _)| k == "PATH").unwrap().1
+    );
+    world.set("PATH", path);
+    let kubeconfig = fleet.kubeconfig.display().to_string();
+    let ran = run(world.command("fleetctx").args([
+        "sync",
+        "--gke-project",
+        "p-beta",
+        "--kubeconfig",
+        &kubeconfig,
+    ]))
+    .ok();
+    let view = fleet.kubectl(&["config", "view", "-o", "json"]).ok().json();
+    assert_eq!(
+        view["users"][0]["user"]["exec"]["command"],
+        prefix.join("bin/fleetctx").display().to_string(),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn the_readme_install_command_runs_the_main_job_and_explains_what_is_missing() {
+    let readme = std::fs::read_to_string(std::path::Path::new(REPO).join("README.md")).unwrap();
+    assert!(
+        readme.contains("cargo install --locked --path . && fleetctx sync --dry-run"),
+        "the README's install command must run the main job"
+    );
+    let world = World::new();
+    let ran = run(&mut world.fleetctx(&["sync", "--dry-run"])).ok();
+    assert!(ran.stderr.contains("gcloud"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("aws configure"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("nothing was scanned"), "{}", ran.stderr);
+    assert!(!world.path("home/.kube/config").exists());
+}
