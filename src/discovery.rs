@@ -32,6 +32,87 @@ pub struct Found {
     pub shared_user: Option<String>,
 }
 
+impl Found {
+    /// Checks every value a cloud API gave before it goes into a kubeconfig: one
+    /// bad byte there makes kubectl refuse the whole file, every context included.
+    /// The server must be an `https` URL of printable ASCII, the CA data base64 of
+    /// PEM certificates, the names printable.
+    pub fn validate(&self) -> Result<(), String> {
+        let names = [
+            ("name", Some(self.name.as_str())),
+            ("location", Some(self.location.as_str())),
+            ("project or account", Some(self.owner.as_str())),
+            ("profile", self.profile.as_deref()),
+        ];
+        for (what, value) in names {
+            if let Some(value) = value
+                && let Some(c) = value.chars().find(|c| !printable(*c))
+            {
+                return Err(format!(
+                    "its {what} holds the unprintable character U+{:04X}",
+                    c as u32
+                ));
+            }
+        }
+        let host = self
+            .server
+            .strip_prefix("https://")
+            .ok_or_else(|| format!("its server {:?} is not an https URL", self.server))?;
+        if host.is_empty() || host.starts_with('/') {
+            return Err(format!("its server {:?} has no host", self.server));
+        }
+        if let Some(c) = self.server.chars().find(|c| !c.is_ascii_graphic()) {
+            return Err(format!(
+                "its server URL holds the character U+{:04X} (whitespace or control)",
+                c as u32
+            ));
+        }
+        if let Some(ca) = &self.ca_data {
+            check_ca(ca)?;
+        }
+        Ok(())
+    }
+}
+
+/// Not a control character, nor one YAML folds or strips (U+2028, U+2029, BOM).
+fn printable(c: char) -> bool {
+    !c.is_control()
+        && !matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+        )
+}
+
+/// Base64 (standard alphabet, padded) of one or more PEM `CERTIFICATE` blocks.
+fn check_ca(ca: &str) -> Result<(), String> {
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let pem = engine
+        .decode(ca.trim())
+        .map_err(|e| format!("its CA data is not base64 ({e})"))?;
+    let pem = String::from_utf8(pem).map_err(|_| "its CA data is not PEM text".to_string())?;
+    let mut blocks = 0;
+    let mut rest = pem.trim();
+    while !rest.is_empty() {
+        let body = rest
+            .strip_prefix("-----BEGIN CERTIFICATE-----")
+            .ok_or_else(|| "its CA data is not a PEM certificate".to_string())?;
+        let (body, after) = body
+            .split_once("-----END CERTIFICATE-----")
+            .ok_or_else(|| "its CA data has an unterminated PEM certificate".to_string())?;
+        let der: String = body.split_whitespace().collect();
+        if der.is_empty() || engine.decode(&der).is_err() {
+            return Err("its CA data holds a PEM certificate whose body is not base64".to_string());
+        }
+        blocks += 1;
+        rest = after.trim();
+    }
+    if blocks == 0 {
+        return Err("its CA data is empty".to_string());
+    }
+    Ok(())
+}
+
 #[derive(Debug)]
 pub enum Answer {
     /// Every cluster of the source is in `clusters`: entries it no longer lists may be pruned.
@@ -62,6 +143,30 @@ impl SourceResult {
 
     pub fn is_complete(&self) -> bool {
         matches!(self.answer, Answer::Complete | Answer::Empty(_))
+    }
+
+    /// Drops clusters whose values would corrupt a kubeconfig, with a warning
+    /// naming each. A source that lost one no longer answered completely, so
+    /// nothing of it is pruned.
+    pub fn drop_invalid(&mut self) {
+        let before = self.clusters.len();
+        self.clusters.retain(|found| match found.validate() {
+            Ok(()) => true,
+            Err(why) => {
+                crate::error::warn(format!(
+                    "{} cluster {:?} ({}, {}) skipped: {why}; nothing of {} is pruned until it answers cleanly",
+                    found.provider, found.name, found.owner, found.location, self.source
+                ));
+                false
+            }
+        });
+        let dropped = before - self.clusters.len();
+        if dropped > 0 && self.is_complete() {
+            self.answer = Answer::Partial(format!(
+                "{}: {dropped} cluster(s) with invalid values were skipped, so its entries were not pruned",
+                self.source
+            ));
+        }
     }
 }
 

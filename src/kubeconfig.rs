@@ -143,7 +143,7 @@ pub fn parse(text: &str) -> Result<Value> {
     if text.trim().is_empty() {
         return Ok(Value::Mapping(Mapping::new()));
     }
-    let value: Value = yaml_serde::from_str(text).map_err(|e| Error::new(e.to_string()))?;
+    let value = crate::yaml::parse(text).map_err(Error::new)?;
     match value {
         Value::Mapping(_) => Ok(value),
         Value::Null => Ok(Value::Mapping(Mapping::new())),

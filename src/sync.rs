@@ -284,6 +284,9 @@ fn discover(options: &SyncOptions) -> Result<Discovery> {
         skipped.extend(eks_skipped);
     });
     progress.clear();
+    for result in &mut results {
+        result.drop_invalid();
+    }
     Ok(Discovery {
         results,
         skipped,

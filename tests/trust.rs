@@ -418,3 +418,318 @@ fn the_readme_install_command_runs_the_main_job_and_explains_what_is_missing() {
     assert!(ran.stderr.contains("nothing was scanned"), "{}", ran.stderr);
     assert!(!world.path("home/.kube/config").exists());
 }
+
+#[test]
+fn clusters_with_values_that_would_corrupt_the_file_are_skipped_and_their_source_is_not_pruned() {
+    needs!("kubectl");
+    let Some(fleet) = Fleet::start() else { return };
+    fleet.gke(json!({
+        "p-odd": {"clusters": [{"name": "good"}, {"name": "old"}]},
+    }));
+    sync(&fleet, &["--gke-project", "p-odd", "--no-eks"]).ok();
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let ca = fleet.fakes.field("ca_b64");
+    fleet.gke(json!({
+        "p-odd": {"clusters": [
+            {"name": "good"},
+            {"name": "del-in-ca", "ca": format!("{}\u{7f}", &ca[..ca.len() - 4])},
+            {"name": "c1-in-ca", "ca": format!("LS0t\u{85}{ca}")},
+            {"name": "not-base64", "ca": "this is not base64!"},
+            {"name": "not-pem", "ca": b64("hello")},
+            {"name": "space-in-server", "endpoint": "127.0.0.1 evil"},
+            {"name": "nel-in-server", "endpoint": "127.0.0.1\u{85}"},
+            {"name": "ls\u{2028}name"},
+            {"name": "tab\tname"},
+        ]},
+    }));
+    let ran = sync(&fleet, &["--gke-project", "p-odd", "--no-eks"]);
+    assert_eq!(
+        ran.status, 0,
+        "a partial answer is a warning\n{}",
+        ran.stderr
+    );
+    for bad in [
+        "del-in-ca",
+        "c1-in-ca",
+        "not-base64",
+        "not-pem",
+        "space-in-server",
+        "nel-in-server",
+    ] {
+        assert!(
+            ran.stderr.contains(&format!("\"{bad}\"")),
+            "no warning names {bad}:\n{}",
+            ran.stderr
+        );
+    }
+    assert!(ran.stderr.contains("ls\\u{2028}name"), "{}", ran.stderr);
+    // kubectl still reads the whole file, and nothing of the partial source was pruned.
+    let contexts = fleet.contexts();
+    assert_eq!(
+        contexts,
+        [
+            "gke_p-odd_europe-west1-b_good",
+            "gke_p-odd_europe-west1-b_old"
+        ],
+        "{}",
+        ran.stderr
+    );
+    // The file fleetctx wrote is one it reads back.
+    sync(&fleet, &["--gke-project", "p-odd", "--no-eks", "--dry-run"]).ok();
+}
+
+/// A small deterministic generator (xorshift64*), so a failing case can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+/// A double-quoted YAML scalar of `s`, written the way a person might (escapes).
+fn dq(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A name as people write them: plain when YAML keeps it a string, else quoted.
+fn name(rng: &mut Rng, n: usize) -> String {
+    let stem = rng.pick(&[
+        "dev",
+        "on",
+        "yes",
+        "No",
+        "y",
+        "off",
+        "true",
+        "null",
+        "0777",
+        "1e3",
+        "clüster-ñ",
+        "日本-prod",
+        "a b",
+        "x:y",
+        "#hash",
+        "-dash",
+        "@at",
+        "with\u{2028}sep",
+        "nel\u{85}x",
+        "bom\u{feff}x",
+        "tab\tx",
+        "quote\"d",
+        "back\\slash",
+        "🚀rocket",
+        "arn:aws:eks:us-east-1:1:cluster/x",
+    ]);
+    let long = if rng.chance(10) {
+        "-".repeat(200) + "long"
+    } else {
+        String::new()
+    };
+    let plain = format!("{stem}{long}-{n}");
+    if plain
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && plain.chars().next().unwrap().is_ascii_alphabetic()
+        && rng.chance(50)
+    {
+        plain
+    } else if !plain.contains(['\'', '\n', '\t', '\u{85}', '\u{2028}', '\u{feff}'])
+        && rng.chance(30)
+    {
+        format!("'{plain}'")
+    } else {
+        dq(&plain)
+    }
+}
+
+/// A scalar for free-form places (extensions), in any style YAML 1.1 resolves.
+fn scalar(rng: &mut Rng) -> String {
+    rng.pick(&[
+        "yes",
+        "No",
+        "on",
+        "OFF",
+        "y",
+        "n",
+        "~",
+        "null",
+        "0777",
+        "0x1F",
+        "1_000",
+        "1.5e3",
+        ".5",
+        "-0b11",
+        "2026-01-01",
+        "'quoted yes'",
+        "\"\\u2028ls\"",
+        "\"nel\\x85\"",
+        "plain text",
+        "\"tab\\there\"",
+        "'0777'",
+        "ünïcode",
+        "12345678901234567890",
+    ])
+    .to_string()
+}
+
+fn generated_kubeconfig(rng: &mut Rng) -> String {
+    let mut y = String::from("apiVersion: v1\nkind: Config\npreferences: {}\n");
+    let clusters = 1 + rng.next() % 3;
+    let mut cluster_names = Vec::new();
+    y.push_str("clusters:\n");
+    for i in 0..clusters {
+        let n = name(rng, i as usize);
+        cluster_names.push(n.clone());
+        y.push_str(&format!("- name: {n}\n  cluster:"));
+        if i == 0 {
+            y.push_str(" &cbase");
+        }
+        y.push('\n');
+        if i > 0 && rng.chance(50) {
+            y.push_str("    <<: *cbase\n");
+        }
+        y.push_str(&format!(
+            "    server: {}\n",
+            dq(&format!("https://127.0.0.1:{}/p?q=ü", 6000 + i))
+        ));
+        y.push_str(&format!(
+            "    insecure-skip-tls-verify: {}\n",
+            rng.pick(&["yes", "no", "on", "off", "y", "n", "true", "False"])
+        ));
+        if rng.chance(60) {
+            y.push_str(&format!(
+                "    extensions:\n    - name: {}\n      extension:\n        a: {}\n        b: [{}, {}]\n        {}: {}\n",
+                name(rng, 99),
+                scalar(rng),
+                scalar(rng),
+                scalar(rng),
+                rng.pick(&["on", "yes", "k", "'n'"]),
+                scalar(rng)
+            ));
+        }
+    }
+    y.push_str("users:\n- name: base-user\n  user: &ubase\n    token: ");
+    y.push_str(&dq("tok\u{2028}en"));
+    y.push_str("\n    username: admin\n");
+    let users = 1 + rng.next() % 3;
+    let mut user_names = vec!["base-user".to_string()];
+    for i in 0..users {
+        let n = name(rng, 10 + i as usize);
+        user_names.push(n.clone());
+        y.push_str(&format!("- name: {n}\n  user:\n"));
+        match rng.next() % 3 {
+            0 => y.push_str("    <<: *ubase\n    username: other\n"),
+            1 => y.push_str("    username: first\n    <<: [*ubase]\n"),
+            _ => y.push_str(&format!(
+                "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      args: [{}, {}]\n      interactiveMode: Never\n      provideClusterInfo: {}\n",
+                name(rng, 50),
+                name(rng, 51),
+                dq("arg\u{85}x"),
+                rng.pick(&["yes", "off", "true"])
+            )),
+        }
+    }
+    y.push_str("contexts:\n");
+    let contexts = 1 + rng.next() % 3;
+    let mut first = None;
+    for i in 0..contexts {
+        let n = name(rng, 20 + i as usize);
+        first.get_or_insert(n.clone());
+        let cluster = &cluster_names[(rng.next() % cluster_names.len() as u64) as usize];
+        let user = &user_names[(rng.next() % user_names.len() as u64) as usize];
+        if rng.chance(50) {
+            y.push_str(&format!(
+                "- name: {n}\n  context: {{cluster: {cluster}, user: {user}, namespace: {}}}\n",
+                name(rng, 30)
+            ));
+        } else {
+            y.push_str(&format!(
+                "- context:\n    cluster: {cluster}\n    user: {user}\n    namespace: {}\n  name: {n}\n",
+                name(rng, 31)
+            ));
+        }
+    }
+    y.push_str(&format!("current-context: {}\n", first.unwrap()));
+    y
+}
+
+/// What kubectl makes of every entry, by kind and name.
+fn kubectl_view(fleet: &Fleet) -> serde_json::Value {
+    fleet
+        .kubectl(&["config", "view", "--raw", "-o", "json"])
+        .ok()
+        .json()
+}
+
+#[test]
+fn foreign_entries_keep_their_meaning_through_a_sync_for_generated_kubeconfigs() {
+    needs!("kubectl");
+    let Some(fleet) = Fleet::start() else { return };
+    let cases: u64 = std::env::var("FLEETCTX_PROPERTY_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24);
+    let mut checked = 0;
+    for seed in 1..=cases {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let text = generated_kubeconfig(&mut rng);
+        std::fs::write(&fleet.kubeconfig, &text).unwrap();
+        let before = fleet.kubectl(&["config", "view", "--raw", "-o", "json"]);
+        if before.status != 0 {
+            continue; // the generator made a file kubectl itself refuses
+        }
+        let before = before.json();
+        let ran = sync(&fleet, &["--gke-project", "p-beta", "--no-eks"]);
+        assert_eq!(ran.status, 0, "seed {seed}\n{}\n{text}", ran.stderr);
+        let after = kubectl_view(&fleet);
+        for list in ["clusters", "users", "contexts"] {
+            for entry in before[list].as_array().unwrap() {
+                let again = after[list]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|e| e["name"] == entry["name"]);
+                assert_eq!(
+                    again,
+                    Some(entry),
+                    "seed {seed}: {list} entry changed meaning\ninput:\n{text}\nwritten:\n{}",
+                    fleet.read()
+                );
+            }
+        }
+        assert_eq!(
+            after["current-context"], before["current-context"],
+            "seed {seed}"
+        );
+        assert_eq!(after["preferences"], before["preferences"], "seed {seed}");
+        checked += 1;
+    }
+    eprintln!("checked {checked} of {cases} generated kubeconfigs");
+    assert!(
+        checked * 2 >= cases,
+        "most generated files must be valid: {checked}/{cases}"
+    );
+}
