@@ -733,3 +733,191 @@ fn foreign_entries_keep_their_meaning_through_a_sync_for_generated_kubeconfigs()
         "most generated files must be valid: {checked}/{cases}"
     );
 }
+
+fn is_root() -> bool {
+    let uid = run(std::process::Command::new("id").arg("-u")).stdout;
+    let root = uid.trim() == "0";
+    if !root {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI runs as root"
+        );
+        eprintln!("SKIP: needs root (mounts, chown)");
+    }
+    root
+}
+
+/// Mounts stay mounted only as long as this guard.
+struct Mount(std::path::PathBuf);
+
+impl Mount {
+    fn new(args: &[&str], at: &std::path::Path) -> Mount {
+        let ran = run(std::process::Command::new("mount").args(args).arg(at));
+        assert_eq!(ran.status, 0, "mount {args:?}: {}", ran.stderr);
+        Mount(at.to_path_buf())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn temp_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
+}
+
+#[test]
+fn symlinked_kubeconfigs_stay_links_dangling_ones_included() {
+    let Some(fleet) = Fleet::start() else { return };
+    let real_dir = fleet.world.path("dotfiles");
+    std::fs::create_dir_all(&real_dir).unwrap();
+    std::fs::write(real_dir.join("kube.yaml"), "apiVersion: v1\nkind: Config\n").unwrap();
+    std::os::unix::fs::symlink(real_dir.join("kube.yaml"), &fleet.kubeconfig).unwrap();
+    sync(&fleet, &["--gke-project", "p-beta", "--no-eks"]).ok();
+    assert!(
+        std::fs::symlink_metadata(&fleet.kubeconfig)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        std::fs::read_to_string(real_dir.join("kube.yaml"))
+            .unwrap()
+            .contains("p-beta")
+    );
+
+    let dangling = fleet.world.path("dangling");
+    std::os::unix::fs::symlink("dotfiles/new.yaml", &dangling).unwrap();
+    let path = dangling.display().to_string();
+    run(&mut fleet.world.fleetctx(&[
+        "sync",
+        "--gke-project",
+        "p-beta",
+        "--no-eks",
+        "--kubeconfig",
+        &path,
+    ]))
+    .ok();
+    assert!(
+        std::fs::symlink_metadata(&dangling)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        std::fs::read_to_string(real_dir.join("new.yaml"))
+            .unwrap()
+            .contains("p-beta")
+    );
+    assert!(temp_files(&real_dir).is_empty() && temp_files(fleet.world.dir.path()).is_empty());
+}
+
+#[test]
+fn a_root_sync_keeps_the_owner_group_and_mode_of_a_users_file() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !is_root() {
+        return;
+    }
+    let Some(fleet) = Fleet::start() else { return };
+    std::fs::write(&fleet.kubeconfig, "apiVersion: v1\nkind: Config\n").unwrap();
+    std::os::unix::fs::chown(&fleet.kubeconfig, Some(4321), Some(4322)).unwrap();
+    std::fs::set_permissions(&fleet.kubeconfig, std::fs::Permissions::from_mode(0o640)).unwrap();
+    sync(&fleet, &["--gke-project", "p-beta", "--no-eks"]).ok();
+    let meta = std::fs::metadata(&fleet.kubeconfig).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (4321, 4322, 0o640)
+    );
+    assert!(fleet.read().contains("p-beta"));
+}
+
+#[test]
+fn a_read_only_kubeconfig_is_refused_not_replaced() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(fleet) = Fleet::start() else { return };
+    let text = "apiVersion: v1\nkind: Config\n";
+    std::fs::write(&fleet.kubeconfig, text).unwrap();
+    std::fs::set_permissions(&fleet.kubeconfig, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let ran = sync(&fleet, &["--gke-project", "p-beta", "--no-eks"]);
+    assert_eq!(ran.status, 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("read-only") && ran.stderr.contains("hint:"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains(&fleet.kubeconfig.display().to_string()),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(fleet.read(), text);
+    let meta = std::fs::metadata(&fleet.kubeconfig).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o444);
+}
+
+#[test]
+fn a_bind_mounted_kubeconfig_is_rewritten_in_place_with_a_warning() {
+    if !is_root() {
+        return;
+    }
+    needs!("kubectl");
+    let Some(fleet) = Fleet::start() else { return };
+    let host_file = fleet.world.path("host-kubeconfig");
+    std::fs::write(&host_file, "apiVersion: v1\nkind: Config\n").unwrap();
+    std::fs::write(&fleet.kubeconfig, "").unwrap();
+    let _mount = Mount::new(
+        &["--bind", &host_file.display().to_string()],
+        &fleet.kubeconfig,
+    );
+    let ran = sync(&fleet, &["--gke-project", "p-beta", "--no-eks"]).ok();
+    assert!(ran.stderr.contains("in place"), "{}", ran.stderr);
+    assert!(
+        std::fs::read_to_string(&host_file)
+            .unwrap()
+            .contains("p-beta")
+    );
+    assert_eq!(fleet.contexts(), ["gke_p-beta_asia-east1-a_b"]);
+    assert!(temp_files(fleet.world.dir.path()).is_empty());
+}
+
+#[test]
+fn a_full_disk_leaves_the_original_byte_identical_and_no_temp_file() {
+    if !is_root() {
+        return;
+    }
+    let Some(fleet) = Fleet::start() else { return };
+    let disk = fleet.world.path("small-disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let _mount = Mount::new(&["-t", "tmpfs", "-o", "size=64k", "tmpfs"], &disk);
+    let kubeconfig = disk.join("config");
+    // A file that fills more than half the disk: its rewrite cannot fit.
+    let mut text = String::from("apiVersion: v1\nkind: Config\nclusters:\n");
+    let mut i = 0;
+    while text.len() < 40_000 {
+        text.push_str(&format!(
+            "- name: c{i}\n  cluster:\n    server: https://127.0.0.1:{i}\n"
+        ));
+        i += 1;
+    }
+    std::fs::write(&kubeconfig, &text).unwrap();
+    let path = kubeconfig.display().to_string();
+    let ran = run(&mut fleet.world.fleetctx(&[
+        "sync",
+        "--gke-project",
+        "p-beta",
+        "--no-eks",
+        "--kubeconfig",
+        &path,
+    ]));
+    assert_eq!(ran.status, 1, "{}", ran.stderr);
+    assert!(ran.stderr.contains(&path), "{}", ran.stderr);
+    assert_eq!(std::fs::read_to_string(&kubeconfig).unwrap(), text);
+    assert!(temp_files(&disk).is_empty(), "{:?}", temp_files(&disk));
+    assert!(!disk.join("config.lock").exists());
+}
