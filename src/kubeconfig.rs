@@ -96,6 +96,29 @@ pub fn target_path(explicit: Option<&Path>) -> Result<PathBuf> {
         })
 }
 
+/// The files kubectl reads, in order, missing ones included: `--kubeconfig`
+/// alone, else `KUBECONFIG` (de-duplicated), else `~/.kube/config`.
+pub fn listed_paths(explicit: Option<&Path>) -> Result<Vec<PathBuf>> {
+    if let Some(path) = explicit {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let listed: Vec<PathBuf> = std::env::var_os("KUBECONFIG")
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if listed.is_empty() {
+        return Ok(vec![target_path(None)?]);
+    }
+    let mut seen = BTreeSet::new();
+    Ok(listed
+        .into_iter()
+        .filter(|p| seen.insert(p.clone()))
+        .collect())
+}
+
 /// Reads and parses a kubeconfig; a missing or empty file is an empty config.
 pub fn load(path: &Path) -> Result<Value> {
     let text = match fs::read_to_string(path) {
@@ -167,8 +190,9 @@ pub enum Change {
     Updated(Vec<String>),
     Removed,
     Unchanged,
-    /// A same-named entry fleetctx does not own (left alone without `--adopt`).
-    Conflict,
+    /// A same-named entry fleetctx does not own, in the file at this index of
+    /// the list (left alone without `--adopt`).
+    Conflict(usize),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -241,6 +265,12 @@ fn list(doc: &Value, kind: Kind) -> &[Value] {
         .and_then(Value::as_sequence)
         .map(Vec::as_slice)
         .unwrap_or(&[])
+}
+
+/// The list of a kind when the file has one (pruning never adds an empty list).
+fn existing_list_mut(doc: &mut Value, kind: Kind) -> Option<&mut Vec<Value>> {
+    doc.get_mut(kind.list_key())
+        .and_then(Value::as_sequence_mut)
 }
 
 fn list_mut(doc: &mut Value, kind: Kind) -> &mut Vec<Value> {
@@ -347,31 +377,56 @@ fn merged_inner(
     (Value::Mapping(inner), changed)
 }
 
-/// Merges `desired` into `doc`. Entries are grouped by the context that uses
-/// them: a conflict on any entry of a group leaves the whole group alone.
-pub fn merge(doc: &mut Value, groups: &[Vec<Desired>], rules: &MergeRules<'_>) -> MergeOutcome {
+/// Where each entry of a name lives across the files kubectl reads, in list
+/// order: (file index, entry index, owned by fleetctx).
+fn occurrences(docs: &[Value], kind: Kind, name: &str) -> Vec<(usize, usize, bool)> {
+    docs.iter()
+        .enumerate()
+        .flat_map(|(f, doc)| {
+            list(doc, kind)
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| entry_name(e) == Some(name))
+                .map(move |(i, e)| (f, i, marker_of(kind, e).is_some()))
+        })
+        .collect()
+}
+
+/// Merges `desired` into the files kubectl reads (`docs`, in `KUBECONFIG` order),
+/// by kubectl's rules: an entry is updated in the file that defines it first, a
+/// new one goes to `docs[target]`, and a same-named entry fleetctx does not own,
+/// in any file, is a conflict (a later file's would be shadowed). Entries are
+/// grouped by the context that uses them: a conflict on any entry of a group
+/// leaves the whole group alone.
+pub fn merge(
+    docs: &mut [Value],
+    target: usize,
+    groups: &[Vec<Desired>],
+    rules: &MergeRules<'_>,
+) -> MergeOutcome {
     let mut outcome = MergeOutcome::default();
     let mut wanted: BTreeSet<(Kind, String)> = BTreeSet::new();
     let mut done: BTreeSet<(Kind, String)> = BTreeSet::new();
 
     for group in groups {
-        let conflicts: Vec<&Desired> = group
+        let conflicts: Vec<(&Desired, usize)> = group
             .iter()
-            .filter(|d| {
-                list(doc, d.kind)
-                    .iter()
-                    .any(|e| entry_name(e) == Some(&d.name) && marker_of(d.kind, e).is_none())
+            .filter_map(|d| {
+                occurrences(docs, d.kind, &d.name)
+                    .into_iter()
+                    .find(|(_, _, owned)| !owned)
+                    .map(|(f, _, _)| (d, f))
             })
             .collect();
         for d in group {
             wanted.insert((d.kind, d.name.clone()));
         }
         if !conflicts.is_empty() && !rules.adopt {
-            for d in conflicts {
+            for (d, file) in conflicts {
                 if done.insert((d.kind, d.name.clone())) {
                     outcome
                         .changes
-                        .push((d.kind, d.name.clone(), Change::Conflict));
+                        .push((d.kind, d.name.clone(), Change::Conflict(file)));
                 }
             }
             continue;
@@ -380,8 +435,21 @@ pub fn merge(doc: &mut Value, groups: &[Vec<Desired>], rules: &MergeRules<'_>) -
             if !done.insert((d.kind, d.name.clone())) {
                 continue; // a shared user, already written for an earlier group
             }
-            let entries = list_mut(doc, d.kind);
-            let index = entries.iter().position(|e| entry_name(e) == Some(&d.name));
+            let found = occurrences(docs, d.kind, &d.name);
+            let (file, index) = match found.first() {
+                Some((f, i, _)) => (*f, Some(*i)),
+                None => (target, None),
+            };
+            // Copies of our own entry in later files are shadowed: drop them.
+            for (f, i, owned) in found.iter().skip(1).rev() {
+                if *owned {
+                    list_mut(&mut docs[*f], d.kind).remove(*i);
+                    outcome
+                        .changes
+                        .push((d.kind, d.name.clone(), Change::Removed));
+                }
+            }
+            let entries = list_mut(&mut docs[file], d.kind);
             let existing_inner = index
                 .and_then(|i| entries[i].get(d.kind.inner_key()))
                 .cloned();
@@ -410,13 +478,13 @@ pub fn merge(doc: &mut Value, groups: &[Vec<Desired>], rules: &MergeRules<'_>) -
     }
 
     if rules.prune {
-        prune(doc, &wanted, rules, &mut outcome);
+        prune(docs, &wanted, rules, &mut outcome);
     }
     outcome
 }
 
 fn prune(
-    doc: &mut Value,
+    docs: &mut [Value],
     wanted: &BTreeSet<(Kind, String)>,
     rules: &MergeRules<'_>,
     outcome: &mut MergeOutcome,
@@ -427,54 +495,72 @@ fn prune(
             .and_then(Value::as_str)
             .map(str::to_string)
     };
-    let mut removed_contexts = Vec::new();
-    for kind in [Kind::Context, Kind::Cluster] {
-        let entries = list_mut(doc, kind);
+    let mut removed_contexts = BTreeSet::new();
+    for doc in docs.iter_mut() {
+        for kind in [Kind::Context, Kind::Cluster] {
+            let Some(entries) = existing_list_mut(doc, kind) else {
+                continue;
+            };
+            entries.retain(|e| {
+                let Some(name) = entry_name(e) else {
+                    return true;
+                };
+                let gone = source_of(kind, e).is_some_and(|s| (rules.prunable)(&s))
+                    && !wanted.contains(&(kind, name.to_string()));
+                if gone {
+                    outcome
+                        .changes
+                        .push((kind, name.to_string(), Change::Removed));
+                    if kind == Kind::Context {
+                        removed_contexts.insert(name.to_string());
+                    }
+                }
+                !gone
+            });
+        }
+    }
+    // Users go when no remaining context, in any file, uses them (GKE users are shared).
+    let in_use: BTreeSet<String> = docs
+        .iter()
+        .flat_map(|doc| list(doc, Kind::Context))
+        .filter_map(|e| e.get("context")?.get("user")?.as_str().map(str::to_string))
+        .collect();
+    for entries in docs
+        .iter_mut()
+        .filter_map(|d| existing_list_mut(d, Kind::User))
+    {
         entries.retain(|e| {
             let Some(name) = entry_name(e) else {
                 return true;
             };
-            let gone = source_of(kind, e).is_some_and(|s| (rules.prunable)(&s))
-                && !wanted.contains(&(kind, name.to_string()));
+            let gone = source_of(Kind::User, e).is_some_and(|s| (rules.prunable)(&s))
+                && !wanted.contains(&(Kind::User, name.to_string()))
+                && !in_use.contains(name);
             if gone {
                 outcome
                     .changes
-                    .push((kind, name.to_string(), Change::Removed));
-                if kind == Kind::Context {
-                    removed_contexts.push(name.to_string());
-                }
+                    .push((Kind::User, name.to_string(), Change::Removed));
             }
             !gone
         });
     }
-    // Users go when no remaining context uses them (GKE users are shared).
-    let in_use: BTreeSet<String> = list(doc, Kind::Context)
+    let remaining: BTreeSet<String> = docs
         .iter()
-        .filter_map(|e| e.get("context")?.get("user")?.as_str().map(str::to_string))
+        .flat_map(|doc| entry_names(doc, Kind::Context))
         .collect();
-    list_mut(doc, Kind::User).retain(|e| {
-        let Some(name) = entry_name(e) else {
-            return true;
-        };
-        let gone = source_of(Kind::User, e).is_some_and(|s| (rules.prunable)(&s))
-            && !wanted.contains(&(Kind::User, name.to_string()))
-            && !in_use.contains(name);
-        if gone {
-            outcome
-                .changes
-                .push((Kind::User, name.to_string(), Change::Removed));
+    for doc in docs.iter_mut() {
+        let current = doc
+            .get("current-context")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if let Some(current) =
+            current.filter(|c| removed_contexts.contains(c) && !remaining.contains(c))
+        {
+            if let Some(map) = doc.as_mapping_mut() {
+                map.insert(key("current-context"), key(""));
+            }
+            outcome.current_context_cleared = Some(current);
         }
-        !gone
-    });
-    let current = doc
-        .get("current-context")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    if let Some(current) = current.filter(|c| removed_contexts.contains(c)) {
-        if let Some(map) = doc.as_mapping_mut() {
-            map.insert(key("current-context"), key(""));
-        }
-        outcome.current_context_cleared = Some(current);
     }
 }
 
@@ -708,7 +794,7 @@ pub fn describe(outcome: &MergeOutcome) -> Vec<String> {
                 format!("~ {} {} ({})", kind.label(), name, fields.join(", ")),
             ),
             Change::Removed => (2, format!("- {} {}", kind.label(), name)),
-            Change::Conflict => (
+            Change::Conflict(_) => (
                 3,
                 format!(
                     "! {} {} exists and is not managed by fleetctx; left alone",

@@ -76,9 +76,14 @@ struct Discovery {
 }
 
 pub fn run(options: &SyncOptions) -> Result<Exit> {
-    let target = kubeconfig::target_path(options.kubeconfig.as_deref())?;
+    let explicit = options.kubeconfig.as_deref();
+    let paths = kubeconfig::listed_paths(explicit)?;
+    let target_path = kubeconfig::target_path(explicit)?;
+    let target = paths.iter().position(|p| *p == target_path).unwrap_or(0);
     // Refuse an unparseable file before any network call.
-    kubeconfig::load(&target)?;
+    for path in &paths {
+        kubeconfig::load(path)?;
+    }
 
     let discovery = discover(options)?;
     let groups = desired(options, &discovery.results);
@@ -110,29 +115,48 @@ pub fn run(options: &SyncOptions) -> Result<Exit> {
         now: cache::rfc3339(cache::now()),
     };
 
-    let _lock = if options.dry_run {
-        None
-    } else {
-        Some(FileLock::acquire(&target, options.lock_timeout)?)
+    // Merge without locks to learn which files change, then lock exactly those
+    // (kubectl's `<file>.lock`, in list order), re-read and merge again; if that
+    // touches another file, widen the set and go round once more.
+    let mut locked: Vec<usize> = Vec::new();
+    let mut _locks: Vec<FileLock> = Vec::new();
+    let (outcome, docs, dirty) = loop {
+        let mut docs = Vec::with_capacity(paths.len());
+        for path in &paths {
+            docs.push(kubeconfig::load(path)?);
+        }
+        if docs[target].as_mapping().is_some_and(Mapping::is_empty) {
+            docs[target] = kubeconfig::empty_document();
+        }
+        let prepared = docs.clone();
+        let outcome = kubeconfig::merge(&mut docs, target, &groups, &rules);
+        let dirty: Vec<usize> = (0..docs.len())
+            .filter(|&i| docs[i] != prepared[i])
+            .collect();
+        if options.dry_run || dirty.iter().all(|i| locked.contains(i)) {
+            break (outcome, docs, dirty);
+        }
+        _locks.clear();
+        locked.extend(dirty);
+        locked.sort_unstable();
+        locked.dedup();
+        for &i in &locked {
+            _locks.push(FileLock::acquire(&paths[i], options.lock_timeout)?);
+        }
     };
-    let before = kubeconfig::load(&target)?;
-    let mut doc = before.clone();
-    if doc.as_mapping().is_some_and(Mapping::is_empty) {
-        doc = kubeconfig::empty_document();
-    }
-    let outcome = kubeconfig::merge(&mut doc, &groups, &rules);
-    let changed =
-        outcome.count(|c| matches!(c, Change::Added | Change::Updated(_) | Change::Removed)) > 0;
+    let written: Vec<&std::path::Path> = dirty.iter().map(|&i| paths[i].as_path()).collect();
     if options.dry_run {
         let mut lines = kubeconfig::describe(&outcome);
         if lines.is_empty() {
             lines.push("no changes".to_string());
         }
         crate::cli::write_stdout(&lines.join("\n"))?;
-    } else if changed {
-        kubeconfig::write_atomic(&target, &yaml::to_string(&doc))?;
+    } else {
+        for &i in &dirty {
+            kubeconfig::write_atomic(&paths[i], &yaml::to_string(&docs[i]))?;
+        }
     }
-    report(options, &discovery, &outcome, &target, changed);
+    report(options, &discovery, &outcome, &paths, target, &written);
 
     let failed = discovery
         .results
@@ -496,8 +520,9 @@ fn report(
     options: &SyncOptions,
     discovery: &Discovery,
     outcome: &kubeconfig::MergeOutcome,
-    target: &std::path::Path,
-    changed: bool,
+    paths: &[PathBuf],
+    target: usize,
+    written: &[&std::path::Path],
 ) {
     for line in &discovery.skipped {
         eprintln!("fleetctx: {line}");
@@ -521,11 +546,11 @@ fn report(
         }
     }
     for (kind, name, change) in &outcome.changes {
-        if *change == Change::Conflict {
+        if let Change::Conflict(file) = change {
             warn(format!(
                 "{} {name} in {} exists and is not managed by fleetctx; left alone (--adopt takes it over)",
                 kind.label(),
-                target.display()
+                paths[*file].display()
             ));
         }
     }
@@ -547,16 +572,19 @@ fn report(
         discovery.results.len()
     );
     let count = |pred: fn(&Change) -> bool| outcome.count(pred);
-    let what = if options.dry_run {
-        "would change"
-    } else if changed {
-        "wrote"
+    let (what, files) = if written.is_empty() {
+        ("left unchanged", paths[target].display().to_string())
     } else {
-        "left unchanged"
+        let files: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+        let what = if options.dry_run {
+            "would change"
+        } else {
+            "wrote"
+        };
+        (what, files.join(", "))
     };
     eprintln!(
-        "fleetctx: {what} {}: {} added, {} updated, {} removed, {} unchanged",
-        target.display(),
+        "fleetctx: {what} {files}: {} added, {} updated, {} removed, {} unchanged",
         count(|c| *c == Change::Added),
         count(|c| matches!(c, Change::Updated(_))),
         count(|c| *c == Change::Removed),

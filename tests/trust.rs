@@ -921,3 +921,159 @@ fn a_full_disk_leaves_the_original_byte_identical_and_no_temp_file() {
     assert!(temp_files(&disk).is_empty(), "{:?}", temp_files(&disk));
     assert!(!disk.join("config.lock").exists());
 }
+
+/// kubectl with the world's `KUBECONFIG` (no `--kubeconfig`): the merged view.
+fn kubectl_merged(world: &World, args: &[&str]) -> Ran {
+    run(world.command(tool("kubectl").unwrap()).args(args))
+}
+
+fn context_entry(view: &serde_json::Value, name: &str) -> Option<serde_json::Value> {
+    view["contexts"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+}
+
+#[test]
+fn several_kubeconfig_files_follow_kubectls_rules() {
+    needs!("kubectl");
+    let Some(mut fleet) = Fleet::start() else {
+        return;
+    };
+    let first = fleet.world.path("a.yaml");
+    let second = fleet.world.path("b.yaml");
+    let projects = [
+        "--gke-project",
+        "p-alpha",
+        "--gke-project",
+        "p-beta",
+        "--no-eks",
+    ];
+    // An earlier sync wrote into the second file, and the user set a namespace there.
+    fleet.world.set("KUBECONFIG", second.display().to_string());
+    run(&mut fleet.world.fleetctx(&[&["sync"], &projects[..]].concat())).ok();
+    kubectl_merged(
+        &fleet.world,
+        &[
+            "config",
+            "set-context",
+            "gke_p-alpha_europe-west1-b_a",
+            "--namespace",
+            "team",
+        ],
+    )
+    .ok();
+    // A hand-written entry in the second file with a name sync would write.
+    let mut text = std::fs::read_to_string(&second).unwrap();
+    text = text.replace(
+        "contexts:\n",
+        "contexts:\n- name: gke_p-gamma_europe-west1-b_g\n  context:\n    cluster: handwritten\n    user: me\n",
+    );
+    std::fs::write(&second, text).unwrap();
+    std::fs::write(
+        &first,
+        "apiVersion: v1\nkind: Config\ncontexts:\n- name: mine\n  context:\n    cluster: mine\n    user: mine\ncurrent-context: mine\n",
+    )
+    .unwrap();
+
+    fleet.world.set(
+        "KUBECONFIG",
+        format!("{}:{}", first.display(), second.display()),
+    );
+    fleet.gke(json!({
+        "p-alpha": {"clusters": [{"name": "a"}]},
+        "p-beta": {"clusters": [{"name": "b", "location": "asia-east1-a"}]},
+        "p-gamma": {"clusters": [{"name": "g"}]},
+        "p-delta": {"clusters": [{"name": "d"}]},
+    }));
+    let ran = run(&mut fleet.world.fleetctx(&[
+        "sync",
+        "--gke-project",
+        "p-alpha",
+        "--gke-project",
+        "p-beta",
+        "--gke-project",
+        "p-gamma",
+        "--gke-project",
+        "p-delta",
+        "--no-eks",
+    ]))
+    .ok();
+    assert!(
+        ran.stderr.contains("gke_p-gamma_europe-west1-b_g")
+            && ran.stderr.contains(&format!("in {}", second.display())),
+        "the shadowed hand-written entry is a reported conflict:\n{}",
+        ran.stderr
+    );
+    let view = kubectl_merged(&fleet.world, &["config", "view", "-o", "json"])
+        .ok()
+        .json();
+    let alpha = context_entry(&view, "gke_p-alpha_europe-west1-b_a").unwrap();
+    assert_eq!(
+        alpha["context"]["namespace"], "team",
+        "the user's namespace was lost"
+    );
+    let gamma = context_entry(&view, "gke_p-gamma_europe-west1-b_g").unwrap();
+    assert_eq!(gamma["context"]["cluster"], "handwritten", "{gamma}");
+    assert!(
+        context_entry(&view, "gke_p-alpha_us-east1_on").is_none(),
+        "an owned entry of a gone cluster in the second file must be pruned"
+    );
+    let first_text = std::fs::read_to_string(&first).unwrap();
+    assert!(
+        !first_text.contains("p-alpha") && !first_text.contains("p-gamma"),
+        "{first_text}"
+    );
+    assert!(
+        first_text.contains("gke_p-delta_europe-west1-b_d"),
+        "new entries go to the first file"
+    );
+    assert_eq!(view["current-context"], "mine");
+
+    // Only the files that change are locked: a lock on the second file does not
+    // stop a sync that writes only the first.
+    let lock = fleet.world.path("b.yaml.lock");
+    std::fs::write(&lock, "").unwrap();
+    let mut projects = json!({
+        "p-alpha": {"clusters": [{"name": "a"}]},
+        "p-beta": {"clusters": [{"name": "b", "location": "asia-east1-a"}]},
+        "p-gamma": {"clusters": [{"name": "g"}]},
+        "p-delta": {"clusters": [{"name": "d"}]},
+        "p-eps": {"clusters": [{"name": "e"}]},
+    });
+    fleet.gke(projects.clone());
+    let args = [
+        "sync",
+        "--gke-project",
+        "p-alpha",
+        "--gke-project",
+        "p-beta",
+        "--gke-project",
+        "p-gamma",
+        "--gke-project",
+        "p-delta",
+        "--gke-project",
+        "p-eps",
+        "--no-eks",
+        "--lock-timeout",
+        "1",
+    ];
+    run(&mut fleet.world.fleetctx(&args)).ok();
+    // Now the second file must change (p-beta's cluster is gone): its lock is waited for.
+    projects["p-beta"] = json!({"clusters": []});
+    fleet.gke(projects);
+    let blocked = run(&mut fleet.world.fleetctx(&args));
+    assert_eq!(blocked.status, 1, "{}", blocked.stderr);
+    assert!(
+        blocked.stderr.contains(&lock.display().to_string()),
+        "{}",
+        blocked.stderr
+    );
+    std::fs::remove_file(&lock).unwrap();
+    run(&mut fleet.world.fleetctx(&args)).ok();
+    let view = kubectl_merged(&fleet.world, &["config", "view", "-o", "json"])
+        .ok()
+        .json();
+    assert!(context_entry(&view, "gke_p-beta_asia-east1-a_b").is_none());
+}
