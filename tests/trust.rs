@@ -1077,3 +1077,157 @@ fn several_kubeconfig_files_follow_kubectls_rules() {
         .json();
     assert!(context_entry(&view, "gke_p-beta_asia-east1-a_b").is_none());
 }
+
+/// A stand-in `gcloud` on PATH, shaped like the real one's `config config-helper
+/// --format=json` and `auth print-access-token`, serving a real token the Google
+/// fake issued to `key` (the "gcloud user") with the given expiry.
+fn gcloud_stand_in(world: &mut World, fakes: &Fakes, key: &str, expires_in: i64) -> String {
+    let python = tool("python").unwrap();
+    let token = run(std::process::Command::new(python)
+        .arg(std::path::Path::new(REPO).join("tests/fakes/fakes.py"))
+        .args(["--google-token", key]))
+    .ok()
+    .stdout
+    .trim()
+    .to_string();
+    let _ = fakes;
+    let bin = world.path("gcloud-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let expiry = run(std::process::Command::new("date").args([
+        "-u",
+        "-d",
+        &format!("@{}", now() + expires_in),
+        "+%Y-%m-%dT%H:%M:%SZ",
+    ]))
+    .ok()
+    .stdout
+    .trim()
+    .to_string();
+    let script = format!(
+        "#!/bin/sh\ncase \"$*\" in\n  'config config-helper --format=json') printf '%s\\n' '{{\"configuration\":{{\"active_configuration\":\"default\",\"properties\":{{\"core\":{{\"account\":\"user@example.com\"}}}}}},\"credential\":{{\"access_token\":\"{token}\",\"id_token\":\"x.y.z\",\"token_expiry\":\"{expiry}\"}},\"sentinels\":{{\"config_sentinel\":\"/dev/null\"}}}}' ;;\n  'auth print-access-token'*) echo '{token}' ;;\n  *) echo \"gcloud stand-in: $*\" >&2; exit 2 ;;\nesac\n"
+    );
+    let path = bin.join("gcloud");
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let old = world
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .unwrap()
+        .1
+        .clone();
+    world.set("PATH", format!("{}:{old}", bin.display()));
+    expiry
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Who the Google fake issued `token` to, and through whom.
+fn issued(fakes: &Fakes, token: &str) -> serde_json::Value {
+    let tokens = http_json("GET", &fakes.url("google"), "/_tokens", None);
+    tokens["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["token"] == token)
+        .cloned()
+        .unwrap_or_else(|| panic!("the fake never issued this token"))
+}
+
+/// What `gcloud auth application-default login --impersonate-service-account`
+/// writes: a user login as the source, the target's generateAccessToken URL.
+fn impersonated_adc(fakes: &Fakes, delegate: &str, target: &str) -> String {
+    json!({
+        "type": "impersonated_service_account",
+        "service_account_impersonation_url": format!(
+            "{}/v1/projects/-/serviceAccounts/{target}:generateAccessToken",
+            fakes.url("google")
+        ),
+        "delegates": [format!("projects/-/serviceAccounts/{delegate}")],
+        "source_credentials": {
+            "type": "authorized_user",
+            "client_id": "764086051850-fake.apps.googleusercontent.com",
+            "client_secret": "d-FL95Q19q7MQmFpd7hHD0Ty",
+            "refresh_token": "1//fake-refresh-user@example.com",
+            "token_uri": format!("{}/token", fakes.url("google")),
+        },
+        "quota_project_id": "test-project",
+    })
+    .to_string()
+}
+
+#[test]
+fn an_impersonated_adc_file_signs_as_its_target_never_as_the_gcloud_user() {
+    let Some(fakes) = Fakes::start(&["--no-moto"]) else {
+        return;
+    };
+    let (delegate, target) = (fakes.field("sa_email"), fakes.field("sa_email_2"));
+    for config_dir in ["home/.config/gcloud", "elsewhere/gcloud"] {
+        let mut world = World::new();
+        gcloud_stand_in(&mut world, &fakes, &fakes.field("sa_key"), 3000);
+        let dir = world.path(config_dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("application_default_credentials.json"),
+            impersonated_adc(&fakes, &delegate, &target),
+        )
+        .unwrap();
+        if config_dir.starts_with("elsewhere") {
+            world.set("CLOUDSDK_CONFIG", dir.display().to_string());
+        }
+        let ran = run(&mut world.fleetctx(&["token", "gke"])).ok();
+        let who = issued(&fakes, &ran.token());
+        assert_eq!(who["email"], target.as_str(), "{config_dir}: {who}");
+        assert_eq!(who["source"], "user@example.com", "{config_dir}: {who}");
+        assert_eq!(
+            fakes.stats()["generate_access_token_delegates"],
+            json!([format!("projects/-/serviceAccounts/{delegate}")])
+        );
+    }
+}
+
+#[test]
+fn an_external_account_adc_file_is_an_error_naming_the_file() {
+    let Some(fakes) = Fakes::start(&["--no-moto"]) else {
+        return;
+    };
+    let mut world = World::new();
+    gcloud_stand_in(&mut world, &fakes, &fakes.field("sa_key"), 3000);
+    let adc = world.path("home/.config/gcloud/application_default_credentials.json");
+    std::fs::create_dir_all(adc.parent().unwrap()).unwrap();
+    std::fs::write(
+        &adc,
+        r#"{"type":"external_account","audience":"//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x","subject_token_type":"urn:ietf:params:oauth:token-type:jwt","token_url":"https://sts.googleapis.com/v1/token","credential_source":{"file":"/var/run/token"}}"#,
+    )
+    .unwrap();
+    let ran = run(&mut world.fleetctx(&["token", "gke"]));
+    assert_eq!(ran.status, 1, "{}", ran.stdout);
+    assert!(ran.stdout.is_empty());
+    assert!(
+        ran.stderr.contains(&adc.display().to_string()) && ran.stderr.contains("external_account"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("hint:"), "{}", ran.stderr);
+}
+
+#[test]
+fn a_gcloud_user_token_is_served_until_its_real_expiry_not_an_assumed_hour() {
+    let Some(fakes) = Fakes::start(&["--no-moto"]) else {
+        return;
+    };
+    let mut world = World::new();
+    let expiry = gcloud_stand_in(&mut world, &fakes, &fakes.field("sa_key_2"), 600);
+    let ran = run(&mut world.fleetctx(&["token", "gke"])).ok();
+    assert_eq!(ran.json()["status"]["expirationTimestamp"], expiry.as_str());
+    assert_eq!(
+        issued(&fakes, &ran.token())["email"],
+        fakes.field("sa_email_2").as_str()
+    );
+}

@@ -1457,6 +1457,8 @@ class GoogleHandler(BaseHandler):
             err = OAUTH_ERRORS.get(status, "server_error" if status >= 500 else "invalid_request")
             return self.send_json(status, {"error": err, "error_description": "injected failure"})
         form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        if (form.get("grant_type") or [""])[0] == "refresh_token":
+            return self.refresh_grant(form)
         if (form.get("grant_type") or [""])[0] != JWT_BEARER:
             return self.send_json(400, {"error": "unsupported_grant_type",
                                         "error_description": "Invalid grant_type"})
@@ -1473,6 +1475,23 @@ class GoogleHandler(BaseHandler):
         vlog(f"issued token #{STATE.token_seq} to {claims['iss']}")
         return self.send_json(200, {"access_token": tok, "expires_in": expires_in,
                                     "token_type": "Bearer"})
+
+    def refresh_grant(self, form):
+        """A user login (authorized_user ADC): refresh tokens `1//fake-refresh-<email>`
+        with a client id and secret; anything else is invalid_grant."""
+        refresh = (form.get("refresh_token") or [""])[0]
+        if not (refresh.startswith("1//fake-refresh-") and form.get("client_id")
+                and form.get("client_secret")):
+            return self.send_json(400, {"error": "invalid_grant",
+                                        "error_description": "Token has been expired or revoked."})
+        email = refresh[len("1//fake-refresh-"):]
+        with STATE.lock:
+            expires_in = STATE.expires_in
+        scopes = ["https://www.googleapis.com/auth/cloud-platform",
+                  "https://www.googleapis.com/auth/userinfo.email", "openid"]
+        tok = STATE.issue("fake", email, scopes, time.time() + expires_in, "refresh-token")
+        return self.send_json(200, {"access_token": tok, "expires_in": expires_in,
+                                    "scope": " ".join(scopes), "token_type": "Bearer"})
 
     # -- generateAccessToken --------------------------------------------------
     def generate_access_token(self, email, body):
@@ -1502,6 +1521,8 @@ class GoogleHandler(BaseHandler):
             return self.send_json(400, rpc_error(400, "Invalid JSON payload received."))
         if not scopes:
             return self.send_json(400, rpc_error(400, "Scope required."))
+        with STATE.lock:
+            STATE.stats["generate_access_token_delegates"] = list(req.get("delegates") or [])
         lm = LIFETIME_RE.match(str(lifetime))
         if not lm or not (1 <= int(lm.group(1)) <= 43200):
             return self.send_json(400, rpc_error(400, f"Invalid lifetime {lifetime!r}."))
