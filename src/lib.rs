@@ -16,4 +16,3 @@ pub mod list;
 pub mod settings;
 pub mod sync;
 pub mod token;
-pub mod yaml;

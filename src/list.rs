@@ -112,7 +112,9 @@ pub fn render_rows<T: Serialize, const N: usize>(
         Format::Yaml => {
             let value = yaml_serde::to_value(rows)
                 .map_err(|e| Error::new("could not encode YAML").cause(e))?;
-            Ok(crate::yaml::to_string(&value).trim_end().to_string())
+            Ok(crate::kubeconfig::yaml::to_string(&value)
+                .trim_end()
+                .to_string())
         }
         Format::Table => Ok(table(header, &rows.iter().map(cells).collect::<Vec<_>>())),
     }

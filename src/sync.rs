@@ -13,9 +13,10 @@ use yaml_serde::{Mapping, Value};
 use crate::discovery::{Answer, Found, Limits, SourceResult};
 use crate::error::{Error, Exit, Result, warn};
 use crate::gke::{self, Endpoint, GkeToken};
+use crate::kubeconfig::yaml;
 use crate::kubeconfig::{self, Change, Desired, FileLock, Kind, MergeRules};
 use crate::token::{self, TokenOptions};
-use crate::{cache, eks, yaml};
+use crate::{cache, eks};
 
 pub const GKE_TEMPLATE: &str = "gke_{project}_{location}_{name}";
 pub const EKS_TEMPLATE: &str = "eks_{profile}_{region}_{name}";

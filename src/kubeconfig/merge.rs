@@ -1,0 +1,345 @@
+//! The merge plan: desired entries into the files kubectl reads, by kubectl's
+//! rules, pruning only what fleetctx owns and may prune.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use yaml_serde::{Mapping, Value};
+
+use super::model::{
+    Change, Desired, Kind, LAST_CHANGED, MARKER, entry_name, entry_names, existing_list_mut, key,
+    list, list_mut, marker_of,
+};
+
+#[derive(Clone, Debug, Default)]
+pub struct MergeOutcome {
+    pub changes: Vec<(Kind, String, Change)>,
+    pub current_context_cleared: Option<String>,
+}
+
+impl MergeOutcome {
+    pub fn count(&self, pred: impl Fn(&Change) -> bool) -> usize {
+        self.changes.iter().filter(|(_, _, c)| pred(c)).count()
+    }
+}
+
+pub struct MergeRules<'a> {
+    /// May an owned entry from this source (its marker's `source`) be removed
+    /// when it is not desired? True only for sources that answered completely.
+    pub prunable: &'a dyn Fn(&str) -> bool,
+    pub prune: bool,
+    pub adopt: bool,
+    /// The RFC 3339 instant recorded in the marker of entries that change.
+    pub now: String,
+}
+
+/// A value with what kubectl fills in when it rewrites a file (`env: null`,
+/// `provideClusterInfo: false`) taken out, so its rewrite is not a change.
+fn normalized(value: &Value) -> Value {
+    match value {
+        Value::Mapping(map) => Value::Mapping(
+            map.iter()
+                .filter(|(k, v)| {
+                    let default_flag =
+                        k.as_str() == Some("provideClusterInfo") && v.as_bool() == Some(false);
+                    !(v.is_null() || default_flag)
+                })
+                .map(|(k, v)| (k.clone(), normalized(v)))
+                .collect(),
+        ),
+        Value::Sequence(items) => Value::Sequence(items.iter().map(normalized).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The inner object as it should be: the existing one with owned fields replaced
+/// and the marker item replaced; `last-changed` kept when nothing else changed.
+fn merged_inner(
+    kind: Kind,
+    existing: Option<&Value>,
+    desired: &Desired,
+    now: &str,
+) -> (Value, Vec<String>) {
+    let mut inner = existing
+        .and_then(Value::as_mapping)
+        .cloned()
+        .unwrap_or_default();
+    let mut changed = Vec::new();
+    for field in kind.owned_fields() {
+        let want = desired.fields.get(*field);
+        if inner.get(*field).map(normalized) != want.map(normalized) {
+            changed.push(field.to_string());
+            match want {
+                Some(v) => {
+                    inner.insert(key(field), v.clone());
+                }
+                None => {
+                    inner.remove(*field);
+                }
+            }
+        }
+    }
+    let old_marker = existing.and_then(|_| {
+        inner
+            .get("extensions")
+            .and_then(Value::as_sequence)
+            .and_then(|s| {
+                s.iter()
+                    .find(|e| e.get("name").and_then(Value::as_str) == Some(MARKER))
+            })
+            .and_then(|e| e.get("extension"))
+            .and_then(Value::as_mapping)
+            .cloned()
+    });
+    let mut marker = desired.marker.clone();
+    let same_marker = old_marker.as_ref().is_some_and(|old| {
+        let mut old = old.clone();
+        old.remove(LAST_CHANGED);
+        old == desired.marker
+    });
+    if !same_marker {
+        changed.push("marker".to_string());
+    }
+    let last_changed = match (&old_marker, changed.is_empty()) {
+        (Some(old), true) => old.get(LAST_CHANGED).cloned().unwrap_or_else(|| key(now)),
+        _ => key(now),
+    };
+    marker.insert(key(LAST_CHANGED), last_changed);
+    let mut item = Mapping::new();
+    item.insert(key("name"), key(MARKER));
+    item.insert(key("extension"), Value::Mapping(marker));
+    let extensions = inner
+        .entry(key("extensions"))
+        .or_insert(Value::Sequence(Vec::new()));
+    if !extensions.is_sequence() {
+        *extensions = Value::Sequence(Vec::new());
+    }
+    let extensions = extensions.as_sequence_mut().expect("a sequence");
+    match extensions
+        .iter_mut()
+        .find(|e| e.get("name").and_then(Value::as_str) == Some(MARKER))
+    {
+        Some(slot) => *slot = Value::Mapping(item),
+        None => extensions.push(Value::Mapping(item)),
+    }
+    (Value::Mapping(inner), changed)
+}
+
+/// Where each entry of a name lives across the files kubectl reads, in list
+/// order: (file index, entry index, owned by fleetctx).
+fn occurrences(docs: &[Value], kind: Kind, name: &str) -> Vec<(usize, usize, bool)> {
+    docs.iter()
+        .enumerate()
+        .flat_map(|(f, doc)| {
+            list(doc, kind)
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| entry_name(e) == Some(name))
+                .map(move |(i, e)| (f, i, marker_of(kind, e).is_some()))
+        })
+        .collect()
+}
+
+/// Merges `desired` into the files kubectl reads (`docs`, in `KUBECONFIG` order),
+/// by kubectl's rules: an entry is updated in the file that defines it first, a
+/// new one goes to `docs[target]`, and a same-named entry fleetctx does not own,
+/// in any file, is a conflict (a later file's would be shadowed). Entries are
+/// grouped by the context that uses them: a conflict on any entry of a group
+/// leaves the whole group alone.
+pub fn merge(
+    docs: &mut [Value],
+    target: usize,
+    groups: &[Vec<Desired>],
+    rules: &MergeRules<'_>,
+) -> MergeOutcome {
+    let mut outcome = MergeOutcome::default();
+    let mut wanted: BTreeSet<(Kind, String)> = BTreeSet::new();
+    let mut done: BTreeSet<(Kind, String)> = BTreeSet::new();
+
+    for group in groups {
+        let conflicts: Vec<(&Desired, usize)> = group
+            .iter()
+            .filter_map(|d| {
+                occurrences(docs, d.kind, &d.name)
+                    .into_iter()
+                    .find(|(_, _, owned)| !owned)
+                    .map(|(f, _, _)| (d, f))
+            })
+            .collect();
+        for d in group {
+            wanted.insert((d.kind, d.name.clone()));
+        }
+        if !conflicts.is_empty() && !rules.adopt {
+            for (d, file) in conflicts {
+                if done.insert((d.kind, d.name.clone())) {
+                    outcome
+                        .changes
+                        .push((d.kind, d.name.clone(), Change::Conflict(file)));
+                }
+            }
+            continue;
+        }
+        for d in group {
+            if !done.insert((d.kind, d.name.clone())) {
+                continue; // a shared user, already written for an earlier group
+            }
+            let found = occurrences(docs, d.kind, &d.name);
+            let (file, index) = match found.first() {
+                Some((f, i, _)) => (*f, Some(*i)),
+                None => (target, None),
+            };
+            // Copies of our own entry in later files are shadowed: drop them.
+            for (f, i, owned) in found.iter().skip(1).rev() {
+                if *owned {
+                    list_mut(&mut docs[*f], d.kind).remove(*i);
+                    outcome
+                        .changes
+                        .push((d.kind, d.name.clone(), Change::Removed));
+                }
+            }
+            let entries = list_mut(&mut docs[file], d.kind);
+            let existing_inner = index
+                .and_then(|i| entries[i].get(d.kind.inner_key()))
+                .cloned();
+            let (inner, changed) = merged_inner(d.kind, existing_inner.as_ref(), d, &rules.now);
+            let change = match index {
+                None => Change::Added,
+                Some(_) if changed.is_empty() => Change::Unchanged,
+                Some(_) => Change::Updated(changed),
+            };
+            match index {
+                Some(i) if change != Change::Unchanged => {
+                    if let Some(map) = entries[i].as_mapping_mut() {
+                        map.insert(key(d.kind.inner_key()), inner);
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    let mut entry = Mapping::new();
+                    entry.insert(key("name"), key(&d.name));
+                    entry.insert(key(d.kind.inner_key()), inner);
+                    entries.push(Value::Mapping(entry));
+                }
+            }
+            outcome.changes.push((d.kind, d.name.clone(), change));
+        }
+    }
+
+    if rules.prune {
+        prune(docs, &wanted, rules, &mut outcome);
+    }
+    outcome
+}
+
+fn prune(
+    docs: &mut [Value],
+    wanted: &BTreeSet<(Kind, String)>,
+    rules: &MergeRules<'_>,
+    outcome: &mut MergeOutcome,
+) {
+    let source_of = |kind: Kind, e: &Value| {
+        marker_of(kind, e)
+            .and_then(|m| m.get("source"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let mut removed_contexts = BTreeSet::new();
+    for doc in docs.iter_mut() {
+        for kind in [Kind::Context, Kind::Cluster] {
+            let Some(entries) = existing_list_mut(doc, kind) else {
+                continue;
+            };
+            entries.retain(|e| {
+                let Some(name) = entry_name(e) else {
+                    return true;
+                };
+                let gone = source_of(kind, e).is_some_and(|s| (rules.prunable)(&s))
+                    && !wanted.contains(&(kind, name.to_string()));
+                if gone {
+                    outcome
+                        .changes
+                        .push((kind, name.to_string(), Change::Removed));
+                    if kind == Kind::Context {
+                        removed_contexts.insert(name.to_string());
+                    }
+                }
+                !gone
+            });
+        }
+    }
+    // Users go when no remaining context, in any file, uses them (GKE users are shared).
+    let in_use: BTreeSet<String> = docs
+        .iter()
+        .flat_map(|doc| list(doc, Kind::Context))
+        .filter_map(|e| e.get("context")?.get("user")?.as_str().map(str::to_string))
+        .collect();
+    for entries in docs
+        .iter_mut()
+        .filter_map(|d| existing_list_mut(d, Kind::User))
+    {
+        entries.retain(|e| {
+            let Some(name) = entry_name(e) else {
+                return true;
+            };
+            let gone = source_of(Kind::User, e).is_some_and(|s| (rules.prunable)(&s))
+                && !wanted.contains(&(Kind::User, name.to_string()))
+                && !in_use.contains(name);
+            if gone {
+                outcome
+                    .changes
+                    .push((Kind::User, name.to_string(), Change::Removed));
+            }
+            !gone
+        });
+    }
+    let remaining: BTreeSet<String> = docs
+        .iter()
+        .flat_map(|doc| entry_names(doc, Kind::Context))
+        .collect();
+    for doc in docs.iter_mut() {
+        let current = doc
+            .get("current-context")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if let Some(current) =
+            current.filter(|c| removed_contexts.contains(c) && !remaining.contains(c))
+        {
+            if let Some(map) = doc.as_mapping_mut() {
+                map.insert(key("current-context"), key(""));
+            }
+            outcome.current_context_cleared = Some(current);
+        }
+    }
+}
+
+/// Human-readable field differences for `--dry-run`.
+pub fn describe(outcome: &MergeOutcome) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut by_change: BTreeMap<u8, Vec<String>> = BTreeMap::new();
+    for (kind, name, change) in &outcome.changes {
+        let (order, line) = match change {
+            Change::Added => (0, format!("+ {} {}", kind.label(), name)),
+            Change::Updated(fields) => (
+                1,
+                format!("~ {} {} ({})", kind.label(), name, fields.join(", ")),
+            ),
+            Change::Removed => (2, format!("- {} {}", kind.label(), name)),
+            Change::Conflict(_) => (
+                3,
+                format!(
+                    "! {} {} exists and is not managed by fleetctx; left alone",
+                    kind.label(),
+                    name
+                ),
+            ),
+            Change::Unchanged => continue,
+        };
+        by_change.entry(order).or_default().push(line);
+    }
+    for group in by_change.into_values() {
+        lines.extend(group);
+    }
+    if let Some(current) = &outcome.current_context_cleared {
+        lines.push(format!("~ current-context {current} (pruned) -> unset"));
+    }
+    lines
+}
