@@ -2,7 +2,9 @@
 //! completely each source (a GCP project, an AWS profile in a region) answered.
 //! A cloud module implements discovery by returning `SourceResult`s.
 
+use std::io::IsTerminal;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -213,5 +215,56 @@ impl Limits {
             );
         }
         result
+    }
+}
+
+/// Live progress on stderr when it is a terminal: sources done of those known,
+/// clusters found. Nothing of the kind when stderr is a pipe or a file.
+pub struct Progress {
+    enabled: bool,
+    total: AtomicUsize,
+    done: AtomicUsize,
+    clusters: AtomicUsize,
+}
+
+impl Progress {
+    pub fn new(quiet: bool) -> Self {
+        Progress {
+            enabled: !quiet && std::io::stderr().is_terminal(),
+            total: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            clusters: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn expect(&self, sources: usize) {
+        self.total.fetch_add(sources, Ordering::Relaxed);
+        self.draw();
+    }
+
+    pub async fn track(&self, scan: impl Future<Output = SourceResult>) -> SourceResult {
+        let result = scan.await;
+        self.clusters
+            .fetch_add(result.clusters.len(), Ordering::Relaxed);
+        self.done.fetch_add(1, Ordering::Relaxed);
+        self.draw();
+        result
+    }
+
+    fn draw(&self) {
+        if self.enabled {
+            eprint!(
+                "\r\x1b[2Kfleetctx: scanning: {}/{} sources done, {} clusters found",
+                self.done.load(Ordering::Relaxed),
+                self.total.load(Ordering::Relaxed),
+                self.clusters.load(Ordering::Relaxed)
+            );
+        }
+    }
+
+    pub fn clear(&self) {
+        if self.enabled {
+            eprint!("\r\x1b[2K");
+        }
     }
 }

@@ -99,3 +99,14 @@ impl std::error::Error for Error {}
 pub fn warn(message: impl fmt::Display) {
     eprintln!("warning: {message}");
 }
+
+/// Writes data to stdout; a closed pipe is a quiet success.
+pub fn write_stdout(text: &str) -> Result<Exit> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|_| out.flush()) {
+        Ok(()) => Ok(Exit::Success),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Exit::Success),
+        Err(e) => Err(Error::new("could not write to stdout").cause(e)),
+    }
+}

@@ -1,16 +1,22 @@
-//! fleetctx: discover every GKE and EKS cluster you can reach, keep kubeconfig in
-//! sync, and serve kubectl cached credentials in milliseconds.
+//! fleetctx: discover every cluster you can reach on GKE and EKS, keep kubeconfig
+//! in sync, and serve kubectl cached credentials in milliseconds.
 //!
-//! The binary is a thin shell over this library: `cli` parses, the modules below
-//! do the work and can be used in-process by Rust programs.
+//! The binary is a thin shell over this library: `commands` parses, the modules
+//! below do the work and can be used in-process by Rust programs.
+//!
+//! - `cloud`: one folder per cloud behind the `Cloud` trait, and the registry;
+//! - `sync`: fan-out, naming, merge and report; `discovery`: what a scan answers;
+//! - `kubeconfig`: the files, their model, the merge, YAML, the safe write;
+//! - `token` and `cache`: the cache protocol and its files; `exec_credential`:
+//!   kubectl's contract;
+//! - `list`, `settings`, `error`.
 
 pub mod cache;
-pub mod cli;
+pub mod cloud;
+pub mod commands;
 pub mod discovery;
-pub mod eks;
 pub mod error;
 pub mod exec_credential;
-pub mod gke;
 pub mod kubeconfig;
 pub mod list;
 pub mod settings;

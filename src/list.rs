@@ -7,17 +7,19 @@ use std::path::Path;
 use serde::Serialize;
 use yaml_serde::Value;
 
+use crate::cloud::CLOUDS;
 use crate::error::{Error, Result};
 use crate::kubeconfig::{self, Kind};
 
 /// One managed context. The JSON/YAML shape is documented in the README: keys are
-/// always present, `null` when they do not apply.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// always present, `null` when they do not apply. After `provider` comes one key
+/// per cloud for the owner it records (`project`, `account`), in registry order.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Managed {
     pub context: String,
     pub provider: Option<String>,
-    pub project: Option<String>,
-    pub account: Option<String>,
+    /// Each registered cloud's owner key with this entry's value for it.
+    pub owners: Vec<(&'static str, Option<String>)>,
     pub profile: Option<String>,
     pub location: Option<String>,
     pub cluster: Option<String>,
@@ -25,6 +27,32 @@ pub struct Managed {
     pub last_changed: Option<String>,
     /// The kubeconfig file that holds the entry.
     pub file: String,
+}
+
+impl Managed {
+    /// The owner, whichever cloud's key holds it.
+    pub fn owner(&self) -> Option<&str> {
+        self.owners.iter().find_map(|(_, v)| v.as_deref())
+    }
+}
+
+impl Serialize for Managed {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(8 + self.owners.len()))?;
+        map.serialize_entry("context", &self.context)?;
+        map.serialize_entry("provider", &self.provider)?;
+        for (key, value) in &self.owners {
+            map.serialize_entry(key, value)?;
+        }
+        map.serialize_entry("profile", &self.profile)?;
+        map.serialize_entry("location", &self.location)?;
+        map.serialize_entry("cluster", &self.cluster)?;
+        map.serialize_entry("server", &self.server)?;
+        map.serialize_entry("last_changed", &self.last_changed)?;
+        map.serialize_entry("file", &self.file)?;
+        map.end()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -59,8 +87,10 @@ pub fn managed(explicit: Option<&Path>) -> Result<Vec<Managed>> {
                     .map(|(_, s)| s.clone()),
                 context: name,
                 provider: field("provider"),
-                project: field("project"),
-                account: field("account"),
+                owners: CLOUDS
+                    .iter()
+                    .map(|c| (c.owner_key(), field(c.owner_key())))
+                    .collect(),
                 profile: field("profile"),
                 location: field("location"),
                 cluster: field("cluster"),
@@ -75,10 +105,15 @@ pub fn managed(explicit: Option<&Path>) -> Result<Vec<Managed>> {
 
 pub fn render(entries: &[Managed], format: Format) -> Result<String> {
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_string());
+    let owners: Vec<String> = CLOUDS
+        .iter()
+        .map(|c| c.owner_key().to_uppercase())
+        .collect();
+    let owners = owners.join("/");
     let header = [
         "CONTEXT",
         "PROVIDER",
-        "PROJECT/ACCOUNT",
+        owners.as_str(),
         "PROFILE",
         "LOCATION",
         "CLUSTER",
@@ -89,7 +124,7 @@ pub fn render(entries: &[Managed], format: Format) -> Result<String> {
         [
             m.context.clone(),
             dash(&m.provider),
-            dash(&m.project.clone().or(m.account.clone())),
+            dash(&m.owner().map(str::to_string)),
             dash(&m.profile),
             dash(&m.location),
             dash(&m.cluster),

@@ -1,16 +1,14 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    fleetctx::cli::complete_if_asked();
+    fleetctx::commands::complete_if_asked();
     std::panic::set_hook(Box::new(|info| {
         eprintln!("error: internal error: {info}");
         eprintln!("hint: this is a bug in fleetctx; please report it with the command you ran");
         std::process::exit(fleetctx::error::Exit::Internal as i32);
     }));
-    let cli = fleetctx::cli::Cli::parse();
-    match fleetctx::cli::run(cli) {
+    let matches = fleetctx::commands::command().get_matches();
+    match fleetctx::commands::run(&matches) {
         Ok(exit) => ExitCode::from(exit as u8),
         Err(error) => {
             eprintln!("{error}");

@@ -1,50 +1,27 @@
 //! `config.yaml`: what a bare `fleetctx sync` scans. Flags given on the command
-//! line replace the matching settings; the result is plain values (`SyncOptions`).
+//! line replace the matching settings. Each cloud reads its own section (named
+//! after it); the rest are the keys below.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use yaml_serde::{Mapping, Value};
 
+use crate::cloud::{CLOUDS, Section};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Settings {
-    #[serde(default)]
-    pub gke: Option<GkeSettings>,
-    #[serde(default)]
-    pub eks: Option<EksSettings>,
     pub kubeconfig: Option<PathBuf>,
     pub name_template: Option<String>,
     pub exec_command: Option<String>,
     pub concurrency: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct GkeSettings {
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    #[serde(default)]
-    pub projects: Vec<String>,
-    #[serde(default)]
-    pub all_projects: bool,
-    pub endpoint: Option<crate::gke::Endpoint>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct EksSettings {
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    #[serde(default)]
-    pub profiles: Vec<String>,
-    #[serde(default)]
-    pub regions: Vec<String>,
-}
-
-fn yes() -> bool {
-    true
+    /// The file the settings came from, and each cloud's section.
+    #[serde(skip)]
+    file: PathBuf,
+    #[serde(skip)]
+    sections: Mapping,
 }
 
 /// `$XDG_CONFIG_HOME/fleetctx/config.yaml`, else the platform's config directory.
@@ -73,16 +50,35 @@ impl Settings {
         if text.trim().is_empty() {
             return Ok(Settings::default());
         }
-        let mut settings: Settings = yaml_serde::from_str(&text).map_err(|e| {
+        let invalid = |why: String| {
             Error::new(format!("settings file {} is not valid", path.display()))
-                .because(e.to_string())
+                .because(why)
                 .hint("see the README's `config.yaml` section for the keys fleetctx reads")
-        })?;
+        };
+        let mut top: Mapping = yaml_serde::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let mut sections = Mapping::new();
+        for cloud in CLOUDS {
+            if let Some(section) = top.remove(cloud.name()) {
+                sections.insert(Value::String(cloud.name().to_string()), section);
+            }
+        }
+        let mut settings: Settings =
+            yaml_serde::from_value(Value::Mapping(top)).map_err(|e| invalid(e.to_string()))?;
         settings.kubeconfig = settings
             .kubeconfig
             .map(|p| expand_home(&p.to_string_lossy()).into());
         settings.exec_command = settings.exec_command.map(|c| expand_home(&c));
+        settings.file = path;
+        settings.sections = sections;
         Ok(settings)
+    }
+
+    /// A cloud's section, when the file has one.
+    pub fn section(&self, cloud: &str) -> Option<Section<'_>> {
+        self.sections.get(cloud).map(|value| Section {
+            file: &self.file,
+            value,
+        })
     }
 }
 

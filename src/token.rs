@@ -47,6 +47,51 @@ pub struct TokenOptions {
     pub timeout: Duration,
 }
 
+// The flags every `token` subcommand takes (each cloud flattens them into its
+// own; no doc comment: it would become the subcommand's help text).
+#[derive(Debug, clap::Args)]
+pub struct CacheArgs {
+    /// Bypass the token cache: always mint, store nothing.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Never serve a cached token with less than this many seconds left.
+    #[arg(
+        long,
+        env = "FLEETCTX_MIN_TTL",
+        default_value_t = 300,
+        value_name = "SECONDS"
+    )]
+    pub min_ttl: u64,
+    /// How long to wait for another fleetctx that is refreshing the same token.
+    #[arg(
+        long,
+        env = "FLEETCTX_LOCK_TIMEOUT",
+        default_value_t = 30,
+        value_name = "SECONDS"
+    )]
+    pub lock_timeout: u64,
+    /// Limit for each network call.
+    #[arg(
+        long,
+        env = "FLEETCTX_TIMEOUT",
+        default_value_t = 20,
+        value_name = "SECONDS"
+    )]
+    pub timeout: u64,
+}
+
+impl CacheArgs {
+    /// The plain options the token flow takes.
+    pub fn options(&self) -> TokenOptions {
+        TokenOptions {
+            use_cache: !self.no_cache,
+            min_ttl: Duration::from_secs(self.min_ttl),
+            lock_timeout: Duration::from_secs(self.lock_timeout),
+            timeout: Duration::from_secs(self.timeout.max(1)),
+        }
+    }
+}
+
 /// A token ready to print: the secret and its RFC 3339 expiry.
 pub struct Credential {
     pub token: Secret,

@@ -1,21 +1,17 @@
-//! Amazon EKS: bearer tokens minted locally (a SigV4-presigned STS
-//! `GetCallerIdentity` URL), from the standard AWS credential chain, optionally
-//! through an assumed role whose session is cached too.
+//! EKS bearer tokens, minted locally: a SigV4-presigned STS `GetCallerIdentity`
+//! URL, from the standard AWS credential chain, optionally through an assumed
+//! role whose session is cached too.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::BehaviorVersion;
-use aws_config::SdkConfig;
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::profile::ProfileFileCredentialsProvider;
 use aws_config::provider_config::ProviderConfig;
-use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sdk_eks::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_eks::types::ClusterStatus;
 use aws_sigv4::http_request::{
     SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
 };
@@ -26,9 +22,10 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{self, CacheKey, Entry, KeyBuilder, Secret};
-use crate::discovery::{Answer, Found, Limits, SourceResult};
 use crate::error::{Error, Result};
 use crate::token::{MintContext, Minted, TokenSource, within};
+
+use super::partition::{Partition, partition_of, sts_host};
 
 /// What both reference clients report: the server accepts a token for 15 minutes.
 pub const TOKEN_LIFETIME_SECS: i64 = 14 * 60;
@@ -44,114 +41,6 @@ pub struct EksToken {
     pub region: String,
     pub profile: Option<String>,
     pub role_arn: Option<String>,
-}
-
-/// An AWS partition: which regions belong to it, the domain of their STS hosts,
-/// and the region the aws CLI falls back to when a profile names none.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Partition {
-    pub name: &'static str,
-    /// Region names are `{head}-{word}-{digits}` for one of these heads.
-    heads: &'static [&'static str],
-    pub domain: &'static str,
-    pub default_region: &'static str,
-    pub regions: &'static [&'static str],
-}
-
-/// Every partition fleetctx knows (botocore's `endpoints.json` region patterns).
-pub const PARTITIONS: [Partition; 8] = [
-    Partition {
-        name: "aws",
-        heads: &["us", "eu", "ap", "sa", "ca", "me", "af", "il", "mx"],
-        domain: "amazonaws.com",
-        default_region: "us-east-1",
-        regions: &COMMERCIAL_REGIONS,
-    },
-    Partition {
-        name: "aws-cn",
-        heads: &["cn"],
-        domain: "amazonaws.com.cn",
-        default_region: "cn-north-1",
-        regions: &["cn-north-1", "cn-northwest-1"],
-    },
-    Partition {
-        name: "aws-us-gov",
-        heads: &["us-gov"],
-        domain: "amazonaws.com",
-        default_region: "us-gov-west-1",
-        regions: &["us-gov-east-1", "us-gov-west-1"],
-    },
-    Partition {
-        name: "aws-iso",
-        heads: &["us-iso"],
-        domain: "c2s.ic.gov",
-        default_region: "us-iso-east-1",
-        regions: &["us-iso-east-1", "us-iso-west-1"],
-    },
-    Partition {
-        name: "aws-iso-b",
-        heads: &["us-isob"],
-        domain: "sc2s.sgov.gov",
-        default_region: "us-isob-east-1",
-        regions: &["us-isob-east-1"],
-    },
-    Partition {
-        name: "aws-iso-e",
-        heads: &["eu-isoe"],
-        domain: "cloud.adc-e.uk",
-        default_region: "eu-isoe-west-1",
-        regions: &["eu-isoe-west-1"],
-    },
-    Partition {
-        name: "aws-iso-f",
-        heads: &["us-isof"],
-        domain: "csp.hci.ic.gov",
-        default_region: "us-isof-south-1",
-        regions: &["us-isof-east-1", "us-isof-south-1"],
-    },
-    Partition {
-        name: "aws-eusc",
-        heads: &["eusc-de"],
-        domain: "amazonaws.eu",
-        default_region: "eusc-de-east-1",
-        regions: &["eusc-de-east-1"],
-    },
-];
-
-/// The partition a region belongs to. An unknown shape is refused: falling back
-/// to the commercial partition would sign for, and scan, the wrong cloud.
-pub fn partition_of(region: &str) -> Result<&'static Partition> {
-    let shaped = |head: &str| {
-        region
-            .strip_prefix(head)
-            .and_then(|rest| rest.strip_prefix('-'))
-            .and_then(|rest| rest.split_once('-'))
-            .is_some_and(|(word, number)| {
-                !word.is_empty()
-                    && word.chars().all(|c| c.is_ascii_alphanumeric())
-                    && !number.is_empty()
-                    && number.chars().all(|c| c.is_ascii_digit())
-            })
-    };
-    PARTITIONS
-        .iter()
-        .find(|p| p.heads.iter().any(|h| shaped(h)))
-        .ok_or_else(|| {
-            let names: Vec<&str> = PARTITIONS.iter().map(|p| p.name).collect();
-            Error::new(format!(
-                "region {region:?} belongs to no AWS partition fleetctx knows"
-            ))
-            .hint(format!(
-                "check the region name (`aws ec2 describe-regions`); fleetctx knows {}",
-                names.join(", ")
-            ))
-        })
-}
-
-/// The STS host that EKS accepts in a token for `region` (never an endpoint
-/// override: the token's host is checked by the cluster, not by us).
-pub fn sts_host(region: &str) -> Result<String> {
-    Ok(format!("sts.{region}.{}", partition_of(region)?.domain))
 }
 
 /// The presigned `GetCallerIdentity` URL that is the token's payload.
@@ -513,47 +402,6 @@ impl TokenSource for EksToken {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Discovery: ListClusters (all pages) and DescribeCluster, per profile and region.
-
-/// Every commercial region (EKS runs in all of them); opt-in regions an account
-/// has not enabled answer "not enabled", which is an empty region.
-pub const COMMERCIAL_REGIONS: [&str; 34] = [
-    "af-south-1",
-    "ap-east-1",
-    "ap-east-2",
-    "ap-northeast-1",
-    "ap-northeast-2",
-    "ap-northeast-3",
-    "ap-south-1",
-    "ap-south-2",
-    "ap-southeast-1",
-    "ap-southeast-2",
-    "ap-southeast-3",
-    "ap-southeast-4",
-    "ap-southeast-5",
-    "ap-southeast-6",
-    "ap-southeast-7",
-    "ca-central-1",
-    "ca-west-1",
-    "eu-central-1",
-    "eu-central-2",
-    "eu-north-1",
-    "eu-south-1",
-    "eu-south-2",
-    "eu-west-1",
-    "eu-west-2",
-    "eu-west-3",
-    "il-central-1",
-    "me-central-1",
-    "me-south-1",
-    "mx-central-1",
-    "sa-east-1",
-    "us-east-1",
-    "us-east-2",
-    "us-west-1",
-    "us-west-2",
-];
 /// The region a profile's own calls go to, as the aws CLI picks it:
 /// `AWS_REGION`, `AWS_DEFAULT_REGION`, else the profile's `region` setting.
 pub async fn home_region(profile: Option<&str>) -> Option<String> {
@@ -579,272 +427,6 @@ pub fn env_profile() -> Option<String> {
         .iter()
         .filter_map(|v| std::env::var(v).ok())
         .find(|p| !p.is_empty())
-}
-
-fn profile_label(profile: Option<&str>) -> &str {
-    profile.unwrap_or("default")
-}
-
-/// Loads the profile's credentials once; every region then shares them.
-pub async fn profile_config(
-    profile: Option<&str>,
-    region: &str,
-    limits: &Limits,
-) -> Result<SdkConfig> {
-    let provider = credentials_provider(profile, region).await;
-    let label = profile_label(profile);
-    // Resolved once (one AssumeRole or SSO call per profile), shared by every region.
-    let credentials = limits
-        .call(&format!("loading AWS credentials (profile {label})"), async {
-            provider.provide_credentials().await.map_err(|e| {
-                Error::new(format!("could not load AWS credentials for profile {label}"))
-                    .cause(e)
-                    .hint(format!("run `aws sso login --profile {label}` if the profile uses SSO, or `aws configure --profile {label}`"))
-            })
-        })
-        .await?;
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(region.to_string()))
-        .credentials_provider(SharedCredentialsProvider::new(credentials))
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(3)
-                .with_initial_backoff(Duration::from_millis(200)),
-        )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(limits.timeout)
-                .build(),
-        );
-    if let Some(profile) = profile {
-        loader = loader.profile_name(profile);
-    }
-    Ok(loader.load().await)
-}
-
-/// Proves a profile's credentials with `sts:GetCallerIdentity` in its home region
-/// (`config`'s region) and answers its account id. Rejected credentials (a
-/// revoked or rotated key) fail here, once, instead of reading as 34 regions that
-/// are "not enabled".
-pub async fn caller_account(
-    config: &SdkConfig,
-    profile: Option<&str>,
-    limits: &Limits,
-) -> Result<String> {
-    let label = profile_label(profile);
-    let region = config.region().map(|r| r.to_string()).unwrap_or_default();
-    let sts = aws_sdk_sts::Client::new(config);
-    let what = format!("GET sts.{region} GetCallerIdentity (profile {label})");
-    let answer = limits
-        .call(&what, async { Ok(sts.get_caller_identity().send().await) })
-        .await?;
-    match answer {
-        Ok(identity) => Ok(identity.account().unwrap_or_default().to_string()),
-        Err(e) => {
-            let (cause, hint) = match (e.code(), e.message()) {
-                (Some(code), message) => (
-                    format!("{code}: {}", message.unwrap_or("no message")),
-                    format!(
-                        "AWS rejected the credentials of profile {label} (revoked, rotated or expired): run `aws configure --profile {label}`, or `aws sso login --profile {label}` for SSO; `aws sts get-caller-identity --profile {label}` shows what the aws CLI sees"
-                    ),
-                ),
-                (None, _) => (
-                    aws_sdk_sts::error::DisplayErrorContext(&e).to_string(),
-                    format!(
-                        "could not reach STS in {region}: check your network or proxy, then run the sync again"
-                    ),
-                ),
-            };
-            Err(Error::new(format!(
-                "could not verify the AWS credentials of profile {label} (sts:GetCallerIdentity in {region}); nothing of the profile was changed"
-            ))
-            .because(cause)
-            .hint(hint))
-        }
-    }
-}
-
-/// A region the account has not enabled answers with an invalid-token error.
-fn region_not_enabled<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
-    matches!(
-        e.code(),
-        Some("UnrecognizedClientException" | "InvalidClientTokenId")
-    )
-}
-
-fn eks_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    what: String,
-    profile: &str,
-    e: SdkError<E, R>,
-) -> Error {
-    let hint = match e.code() {
-        Some("AccessDeniedException") => format!(
-            "the identity of profile {profile} needs eks:ListClusters and eks:DescribeCluster"
-        ),
-        _ => "this may be transient: run the sync again; -v logs every API call".to_string(),
-    };
-    let detail = match (e.code(), e.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        _ => aws_sdk_eks::error::DisplayErrorContext(&e).to_string(),
-    };
-    Error::new(what).because(detail).hint(hint)
-}
-
-/// Every ACTIVE or UPDATING cluster of one profile in one region. The profile's
-/// credentials were proven by `caller_account`, so a region that rejects them is
-/// one the account has not enabled: empty.
-pub async fn discover_region(
-    config: &SdkConfig,
-    profile: Option<&str>,
-    account: &str,
-    region: &str,
-    limits: &Limits,
-) -> SourceResult {
-    let label = profile_label(profile);
-    let source = format!("eks/{label}/{region}");
-    let client = aws_sdk_eks::Client::from_conf(
-        aws_sdk_eks::config::Builder::from(config)
-            .region(Region::new(region.to_string()))
-            .build(),
-    );
-    let mut names = Vec::new();
-    let mut next: Option<String> = None;
-    loop {
-        let what = format!("GET eks.{region} ListClusters (profile {label})");
-        let page = limits
-            .call(&what, async {
-                Ok(client
-                    .list_clusters()
-                    .max_results(100)
-                    .set_next_token(next.clone())
-                    .send()
-                    .await)
-            })
-            .await;
-        match page {
-            Ok(Ok(page)) => {
-                names.extend(page.clusters().iter().cloned());
-                next = page.next_token().map(str::to_string);
-                if next.is_none() {
-                    break;
-                }
-            }
-            Ok(Err(e)) if region_not_enabled(&e) => {
-                return SourceResult {
-                    source,
-                    answer: Answer::Empty("region not enabled"),
-                    clusters: Vec::new(),
-                };
-            }
-            Ok(Err(e)) => {
-                let error = eks_error(
-                    format!("could not list EKS clusters in {region} (profile {label})"),
-                    label,
-                    e,
-                );
-                return SourceResult::failed(source, error);
-            }
-            Err(timed_out) => return SourceResult::failed(source, timed_out),
-        }
-    }
-
-    let described = futures::future::join_all(names.iter().map(|name| {
-        let what = format!("GET eks.{region} DescribeCluster {name} (profile {label})");
-        let client = &client;
-        async move {
-            (
-                name,
-                limits
-                    .call(&what, async {
-                        Ok(client.describe_cluster().name(name).send().await)
-                    })
-                    .await,
-            )
-        }
-    }))
-    .await;
-    let mut clusters = Vec::new();
-    let mut failure = None;
-    for (name, answer) in described {
-        match answer {
-            Ok(Ok(out)) => {
-                if let Some(found) = out
-                    .cluster()
-                    .and_then(|c| found(c, profile, account, region, &source))
-                {
-                    clusters.push(found);
-                }
-            }
-            // Deleted between the list and the describe: it is gone.
-            Ok(Err(e)) if e.code() == Some("ResourceNotFoundException") => {}
-            Ok(Err(e)) => {
-                failure = Some(eks_error(
-                    format!("could not describe EKS cluster {name} in {region} (profile {label})"),
-                    label,
-                    e,
-                ))
-            }
-            Err(timed_out) => failure = Some(timed_out),
-        }
-    }
-    let answer = match failure {
-        Some(error) => Answer::Failed(error),
-        None => Answer::Complete,
-    };
-    SourceResult {
-        source,
-        answer,
-        clusters,
-    }
-}
-
-fn found(
-    cluster: &aws_sdk_eks::types::Cluster,
-    profile: Option<&str>,
-    account: &str,
-    region: &str,
-    source: &str,
-) -> Option<Found> {
-    if !matches!(
-        cluster.status(),
-        Some(ClusterStatus::Active | ClusterStatus::Updating)
-    ) {
-        return None;
-    }
-    let name = cluster.name()?.to_string();
-    let server = cluster.endpoint().filter(|e| !e.is_empty())?.to_string();
-    let account = cluster
-        .arn()
-        .and_then(|arn| arn.split(':').nth(4))
-        .filter(|a| !a.is_empty())
-        .unwrap_or(account)
-        .to_string();
-    let mut args: Vec<String> = ["token", "eks", "--cluster", &name, "--region", region]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    if let (Some(_), Some(id)) = (cluster.outpost_config(), cluster.id()) {
-        args.extend(["--cluster-id".to_string(), id.to_string()]);
-    }
-    if let Some(profile) = profile {
-        args.extend(["--profile".to_string(), profile.to_string()]);
-    }
-    Some(Found {
-        provider: "eks",
-        source: source.to_string(),
-        name,
-        location: region.to_string(),
-        owner: account,
-        profile: Some(profile_label(profile).to_string()),
-        server,
-        ca_data: cluster
-            .certificate_authority()
-            .and_then(|c| c.data())
-            .map(str::to_string),
-        token_args: args,
-        shared_user: None,
-    })
 }
 
 #[cfg(test)]
@@ -914,35 +496,6 @@ mod tests {
             p.iter()
                 .any(|(k, v)| k == "X-Amz-Security-Token" && v == "SESSIONTOKEN%2F%2B%3D")
         );
-    }
-
-    #[test]
-    fn partitions_pick_their_sts_host() {
-        for (region, host) in [
-            ("eu-west-1", "sts.eu-west-1.amazonaws.com"),
-            ("ap-southeast-7", "sts.ap-southeast-7.amazonaws.com"),
-            ("cn-north-1", "sts.cn-north-1.amazonaws.com.cn"),
-            ("us-gov-west-1", "sts.us-gov-west-1.amazonaws.com"),
-            ("us-iso-east-1", "sts.us-iso-east-1.c2s.ic.gov"),
-            ("us-isob-east-1", "sts.us-isob-east-1.sc2s.sgov.gov"),
-            ("us-isof-south-1", "sts.us-isof-south-1.csp.hci.ic.gov"),
-            ("eu-isoe-west-1", "sts.eu-isoe-west-1.cloud.adc-e.uk"),
-        ] {
-            assert_eq!(sts_host(region).unwrap(), host, "{region}");
-        }
-        for region in ["xx-west-1", "us-east", "mars-north-1", "us-gov-west", ""] {
-            assert!(sts_host(region).is_err(), "{region} has no partition");
-        }
-    }
-
-    #[test]
-    fn every_partition_lists_only_its_own_regions() {
-        for partition in &PARTITIONS {
-            assert!(partition.regions.contains(&partition.default_region));
-            for region in partition.regions {
-                assert_eq!(partition_of(region).unwrap().name, partition.name);
-            }
-        }
     }
 
     #[test]

@@ -1,0 +1,210 @@
+//! Amazon EKS: every cluster each AWS profile reaches, in every region of its
+//! partition, and bearer tokens signed locally for them.
+//!
+//! - `token`: the token (SigV4-presigned STS URL) and the credential chain;
+//! - `discovery`: a profile proven once, then its regions;
+//! - `partition`: regions and STS hosts per AWS partition.
+
+mod discovery;
+mod partition;
+mod token;
+
+use clap::{ArgMatches, Args, Command, CommandFactory, FromArgMatches, Parser};
+use clap_complete::engine::{ArgValueCompleter, CompletionCandidate};
+use serde::Deserialize;
+
+pub use partition::{PARTITIONS, Partition, partition_of, sts_host};
+pub use token::{EksToken, presigned_url, token_from_url};
+
+use super::{Cloud, Discovered, Scan, ScanContext, Scanning, Section};
+use crate::error::{Error, Result};
+use crate::token::{CacheArgs, Credential};
+
+pub struct Eks;
+
+// `sync` flags (no doc comment: it would become the help text of `sync`).
+#[derive(Debug, Args)]
+#[group(skip)]
+struct ScanArgs {
+    /// An AWS profile to scan (repeatable).
+    #[arg(long = "eks-profile", value_name = "NAME")]
+    eks_profiles: Vec<String>,
+    /// An AWS region to scan (repeatable; default: every region of the profile's partition).
+    #[arg(long = "eks-region", value_name = "REGION")]
+    eks_regions: Vec<String>,
+}
+
+/// The `eks:` section of config.yaml.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct Settings {
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    profiles: Vec<String>,
+    #[serde(default)]
+    regions: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// An EKS token: a presigned STS GetCallerIdentity URL, signed locally.
+///
+/// Example: fleetctx token eks --cluster prod --region eu-west-1 --profile prod
+#[derive(Debug, Parser)]
+#[command(name = "eks")]
+struct TokenArgs {
+    /// Cluster name (sent as x-k8s-aws-id).
+    #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(complete_clusters))]
+    cluster: String,
+    /// Cluster id, for EKS local clusters on Outposts (sent instead of the name).
+    #[arg(long, value_name = "ID")]
+    cluster_id: Option<String>,
+    /// The cluster's region; picks the STS host and partition of the token.
+    #[arg(long, value_name = "REGION")]
+    region: String,
+    /// AWS profile (default: AWS_DEFAULT_PROFILE, else AWS_PROFILE, else the default chain).
+    #[arg(long, value_name = "PROFILE")]
+    profile: Option<String>,
+    /// Assume this role first and sign with its session (cached too).
+    #[arg(long, value_name = "ARN")]
+    role_arn: Option<String>,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+/// What one sync scans on EKS.
+struct EksScan {
+    /// `None` is the default credential chain.
+    profiles: Vec<Option<String>>,
+    /// Empty: every region of each profile's partition.
+    regions: Vec<String>,
+    explicit: bool,
+}
+
+impl Cloud for Eks {
+    fn name(&self) -> &'static str {
+        "eks"
+    }
+
+    fn owner_key(&self) -> &'static str {
+        "account"
+    }
+
+    fn default_template(&self) -> &'static str {
+        "eks_{profile}_{region}_{name}"
+    }
+
+    fn cache_kinds(&self) -> &'static [&'static str] {
+        &["eks", "aws-role"]
+    }
+
+    fn scan_args(&self, command: Command) -> Command {
+        ScanArgs::augment_args(command)
+    }
+
+    fn named(&self, flags: &ArgMatches) -> bool {
+        ScanArgs::from_arg_matches(flags)
+            .is_ok_and(|a| !a.eks_profiles.is_empty() || !a.eks_regions.is_empty())
+    }
+
+    fn plan(
+        &self,
+        flags: &ArgMatches,
+        section: Option<Section<'_>>,
+    ) -> Result<Option<Box<dyn Scan>>> {
+        let flags = ScanArgs::from_arg_matches(flags).map_err(|e| Error::new(e.to_string()))?;
+        let settings: Settings = match section {
+            Some(section) => section.parse(self.name())?,
+            None => Settings {
+                enabled: true,
+                profiles: Vec::new(),
+                regions: Vec::new(),
+            },
+        };
+        if !settings.enabled {
+            return Ok(None);
+        }
+        let explicit = !flags.eks_profiles.is_empty()
+            || !flags.eks_regions.is_empty()
+            || !settings.profiles.is_empty()
+            || !settings.regions.is_empty();
+        let profiles = if flags.eks_profiles.is_empty() {
+            settings.profiles
+        } else {
+            flags.eks_profiles
+        };
+        let regions = if flags.eks_regions.is_empty() {
+            settings.regions
+        } else {
+            flags.eks_regions
+        };
+        Ok(Some(Box::new(EksScan {
+            // The profile the aws CLI would use is recorded, so the entries sign
+            // as it later, whatever kubectl's environment says.
+            profiles: if profiles.is_empty() {
+                vec![token::env_profile()]
+            } else {
+                profiles.into_iter().map(Some).collect()
+            },
+            regions,
+            explicit,
+        })))
+    }
+
+    fn token_command(&self) -> Command {
+        TokenArgs::command()
+    }
+
+    fn credential(&self, args: &ArgMatches) -> Result<Credential> {
+        let args = TokenArgs::from_arg_matches(args).map_err(|e| Error::new(e.to_string()))?;
+        let source = EksToken {
+            cluster: args.cluster,
+            cluster_id: args.cluster_id,
+            region: args.region,
+            profile: args.profile,
+            role_arn: args.role_arn,
+        };
+        crate::token::credential(&source, &args.cache.options())
+    }
+}
+
+impl Scan for EksScan {
+    fn explicit(&self) -> bool {
+        self.explicit
+    }
+
+    fn discover<'a>(&'a self, context: &'a ScanContext<'a>) -> Scanning<'a> {
+        Box::pin(async move {
+            let per_profile = self.profiles.iter().map(|profile| {
+                discovery::discover_profile(profile.as_deref(), &self.regions, context)
+            });
+            let mut all = Discovered {
+                scanned: true,
+                ..Discovered::default()
+            };
+            for found in futures::future::join_all(per_profile).await {
+                all.results.extend(found.results);
+                all.skipped.extend(found.skipped);
+            }
+            all
+        })
+    }
+}
+
+/// EKS cluster names fleetctx manages, from the local kubeconfig only.
+fn complete_clusters(current: &std::ffi::OsStr) -> Vec<CompletionCandidate> {
+    let prefix = current.to_string_lossy();
+    let mut names: Vec<String> = crate::list::managed(None)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.provider.as_deref() == Some("eks"))
+        .filter_map(|m| m.cluster)
+        .filter(|n| n.starts_with(prefix.as_ref()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names.into_iter().map(CompletionCandidate::new).collect()
+}
