@@ -32,6 +32,9 @@ pub struct Found {
     pub token_args: Vec<String>,
     /// A user shared by every cluster of one identity (GKE), instead of one per cluster.
     pub shared_user: Option<String>,
+    /// More of what names the cluster, cloud-specific (an Azure resource group):
+    /// each is a `{key}` name-template placeholder and a marker field.
+    pub labels: Vec<(&'static str, String)>,
 }
 
 impl Found {

@@ -182,6 +182,9 @@ pub fn render(template: &str, found: &Found) -> String {
     for cloud in CLOUDS {
         name = name.replace(&format!("{{{}}}", cloud.owner_key()), &found.owner);
     }
+    for (key, value) in &found.labels {
+        name = name.replace(&format!("{{{key}}}"), value);
+    }
     name.replace("{profile}", profile)
         .replace("{location}", &found.location)
         .replace("{region}", &found.location)
@@ -237,6 +240,9 @@ fn entries(options: &SyncOptions, found: &Found, name: &str) -> Vec<Desired> {
     ]);
     if let Some(profile) = &found.profile {
         marker.insert(string("profile"), string(profile));
+    }
+    for (key, value) in &found.labels {
+        marker.insert(string(key), string(value));
     }
     let mut cluster = mapping(&[("server", string(&found.server))]);
     if let Some(ca) = &found.ca_data {
@@ -361,4 +367,33 @@ fn report(
         count(|c| *c == Change::Removed),
         count(|c| *c == Change::Unchanged),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_take_every_clouds_owner_key_and_a_clusters_labels() {
+        let found = Found {
+            provider: "x",
+            source: "x/s".into(),
+            name: "n".into(),
+            location: "l".into(),
+            owner: "o".into(),
+            profile: Some("p".into()),
+            server: "https://h".into(),
+            ca_data: None,
+            token_args: Vec::new(),
+            shared_user: None,
+            labels: vec![("resource_group", "rg".into())],
+        };
+        assert_eq!(
+            render(
+                "{provider}_{project}_{account}_{profile}_{region}_{resource_group}_{name}",
+                &found
+            ),
+            "x_o_o_p_l_rg_n"
+        );
+    }
 }

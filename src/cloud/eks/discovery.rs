@@ -358,5 +358,6 @@ fn found(
             .map(str::to_string),
         token_args: args,
         shared_user: None,
+        labels: Vec::new(),
     })
 }

@@ -194,14 +194,20 @@ impl Scan for EksScan {
     }
 }
 
-/// EKS cluster names fleetctx manages, from the local kubeconfig only.
+/// EKS cluster names fleetctx manages, from the local kubeconfig only (their
+/// context markers): no credentials, no network.
 fn complete_clusters(current: &std::ffi::OsStr) -> Vec<CompletionCandidate> {
+    use crate::kubeconfig::{self, Kind};
     let prefix = current.to_string_lossy();
-    let mut names: Vec<String> = crate::list::managed(None)
+    let field = |marker: &yaml_serde::Mapping, key: &str| {
+        marker.get(key).and_then(|v| v.as_str()).map(str::to_string)
+    };
+    let mut names: Vec<String> = kubeconfig::load_all(None)
         .unwrap_or_default()
-        .into_iter()
-        .filter(|m| m.provider.as_deref() == Some("eks"))
-        .filter_map(|m| m.cluster)
+        .iter()
+        .flat_map(|(_, doc)| kubeconfig::owned_entries(doc, Kind::Context))
+        .filter(|(_, _, marker)| field(marker, "provider").as_deref() == Some(Eks.name()))
+        .filter_map(|(_, _, marker)| field(marker, "cluster"))
         .filter(|n| n.starts_with(prefix.as_ref()))
         .collect();
     names.sort();

@@ -366,5 +366,6 @@ fn found(cluster: &Cluster, project: &str, source: &str, endpoint: Endpoint) -> 
         ca_data: ca,
         token_args: vec!["token".into(), "gke".into()],
         shared_user: Some(SHARED_USER.to_string()),
+        labels: Vec::new(),
     })
 }
