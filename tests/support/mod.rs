@@ -280,6 +280,11 @@ impl Fakes {
         self.stats()[name].as_u64().unwrap_or(0)
     }
 
+    /// Container API calls for one project.
+    pub fn count_container(&self, project: &str) -> u64 {
+        self.stats()["container"][project].as_u64().unwrap_or(0)
+    }
+
     pub fn sts_count(&self, action: &str) -> u64 {
         self.stats()["sts"][action].as_u64().unwrap_or(0)
     }

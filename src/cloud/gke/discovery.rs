@@ -112,7 +112,17 @@ impl CredentialsProvider for Bearer {
 }
 
 /// Lists every ACTIVE project the identity can see, all pages.
-pub async fn list_projects(token: &Secret, limits: &Limits) -> Result<Vec<String>> {
+/// Every ACTIVE project the identity can see that matches `filter` (Resource
+/// Manager's query syntax, ANDed with `state:ACTIVE`), all pages.
+pub async fn list_projects(
+    token: &Secret,
+    filter: Option<&str>,
+    limits: &Limits,
+) -> Result<Vec<String>> {
+    let query = match filter {
+        Some(filter) => format!("state:ACTIVE {filter}"),
+        None => "state:ACTIVE".to_string(),
+    };
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Page {
@@ -145,7 +155,7 @@ pub async fn list_projects(token: &Secret, limits: &Limits) -> Result<Vec<String
             .call(&what, with_retries(3, || async {
                 let response = client
                     .get(&url)
-                    .query(&[("query", "state:ACTIVE"), ("pageToken", page_token.as_str())])
+                    .query(&[("query", query.as_str()), ("pageToken", page_token.as_str())])
                     .bearer_auth(token.expose())
                     .send()
                     .await

@@ -32,6 +32,13 @@ struct ScanArgs {
     /// Scan every ACTIVE project the identity can see (Resource Manager).
     #[arg(long)]
     gke_all_projects: bool,
+    /// Scan the projects Resource Manager's search finds for this query (for
+    /// example `labels.env:prod` or `parent:folders/123`).
+    #[arg(long, value_name = "QUERY")]
+    gke_project_filter: Option<String>,
+    /// Leave this project out (repeatable).
+    #[arg(long = "gke-exclude-project", value_name = "ID")]
+    gke_exclude_projects: Vec<String>,
     /// Which GKE control-plane address to write; dns is used automatically when a
     /// cluster's IP endpoints are off.
     #[arg(long, value_enum, value_name = "KIND")]
@@ -48,6 +55,9 @@ struct Settings {
     projects: Vec<String>,
     #[serde(default)]
     all_projects: bool,
+    project_filter: Option<String>,
+    #[serde(default)]
+    exclude_projects: Vec<String>,
     endpoint: Option<Endpoint>,
 }
 
@@ -75,8 +85,9 @@ struct TokenArgs {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Projects {
     Listed(Vec<String>),
-    /// Every ACTIVE project the identity can see (Resource Manager).
-    All,
+    /// Every ACTIVE project the identity can see (Resource Manager), narrowed by
+    /// a search query.
+    All(Option<String>),
     /// gcloud's default project.
     Default,
 }
@@ -84,6 +95,7 @@ enum Projects {
 /// What one sync scans on GKE.
 struct GkeScan {
     projects: Projects,
+    exclude: Vec<String>,
     endpoint: Endpoint,
     explicit: bool,
     /// The identity's token, from the same cache `token gke` uses (`prepare`).
@@ -112,8 +124,9 @@ impl Cloud for Gke {
     }
 
     fn named(&self, flags: &ArgMatches) -> bool {
-        ScanArgs::from_arg_matches(flags)
-            .is_ok_and(|a| !a.gke_projects.is_empty() || a.gke_all_projects)
+        ScanArgs::from_arg_matches(flags).is_ok_and(|a| {
+            !a.gke_projects.is_empty() || a.gke_all_projects || a.gke_project_filter.is_some()
+        })
     }
 
     fn plan(
@@ -134,14 +147,21 @@ impl Cloud for Gke {
         }
         let explicit = !flags.gke_projects.is_empty()
             || flags.gke_all_projects
+            || flags.gke_project_filter.is_some()
             || !settings.projects.is_empty()
-            || settings.all_projects;
-        let projects = if flags.gke_all_projects {
-            Projects::All
+            || settings.all_projects
+            || settings.project_filter.is_some();
+        let every_from_flags = flags.gke_all_projects || flags.gke_project_filter.is_some();
+        let every_from_settings = settings.all_projects || settings.project_filter.is_some();
+        let filter = flags.gke_project_filter.or(settings.project_filter);
+        let mut exclude = flags.gke_exclude_projects;
+        exclude.extend(settings.exclude_projects);
+        let projects = if every_from_flags {
+            Projects::All(filter)
         } else if !flags.gke_projects.is_empty() {
             Projects::Listed(flags.gke_projects)
-        } else if settings.all_projects {
-            Projects::All
+        } else if every_from_settings {
+            Projects::All(filter)
         } else if !settings.projects.is_empty() {
             Projects::Listed(settings.projects)
         } else {
@@ -149,6 +169,7 @@ impl Cloud for Gke {
         };
         Ok(Some(Box::new(GkeScan {
             projects,
+            exclude,
             endpoint: flags
                 .gke_endpoint
                 .or(settings.endpoint)
@@ -210,13 +231,19 @@ impl Scan for GkeScan {
                 ..Discovered::failed("gke".to_string(), e)
             };
             let (projects, listing_complete) = match &self.projects {
-                Projects::All => match discovery::list_projects(token, limits).await {
-                    Ok(p) => (p, true),
-                    Err(e) => return failed(e),
-                },
+                Projects::All(filter) => {
+                    match discovery::list_projects(token, filter.as_deref(), limits).await {
+                        Ok(p) => (p, true),
+                        Err(e) => return failed(e),
+                    }
+                }
                 Projects::Listed(p) => (p.clone(), false),
                 Projects::Default => (Vec::new(), false),
             };
+            let projects: Vec<String> = projects
+                .into_iter()
+                .filter(|p| !self.exclude.contains(p))
+                .collect();
             let client = match discovery::cluster_client(token, limits).await {
                 Ok(c) => c,
                 Err(e) => return failed(e),
