@@ -59,3 +59,42 @@ fn a_project_filter_and_exclusions_choose_what_is_scanned() {
     run(&mut fleet.world.fleetctx(&["sync"])).ok();
     assert_eq!(fleet.contexts(), ["gke_p-dev_europe-west1-b_d"]);
 }
+
+#[test]
+fn every_profile_of_the_config_files_is_scanned_and_an_unusable_one_is_one_line() {
+    needs!("kubectl");
+    let Some(fleet) = Fleet::start() else { return };
+    let mut config = std::fs::read_to_string(fleet.world.path("aws-config")).unwrap();
+    config.push_str(
+        "\n[profile no-creds]\nregion = us-east-1\n\n[sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\nsso_region = us-east-1\n",
+    );
+    std::fs::write(fleet.world.path("aws-config"), config).unwrap();
+    let ran = sync(
+        &fleet,
+        &[
+            "--eks-all-profiles",
+            "--eks-region",
+            "us-east-1",
+            "--no-gke",
+        ],
+    );
+    assert_eq!(ran.status, 0, "{}", ran.stderr);
+    assert_eq!(
+        fleet.contexts(),
+        ["eks_dev_us-east-1_c1", "eks_on_us-east-1_c1"],
+        "{}",
+        ran.stderr
+    );
+    let skipped: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.contains("skipped"))
+        .collect();
+    assert_eq!(skipped.len(), 1, "{}", ran.stderr);
+    assert!(skipped[0].contains("no-creds"), "{}", ran.stderr);
+    assert!(
+        !ran.stderr.contains("corp"),
+        "an sso-session is not a profile: {}",
+        ran.stderr
+    );
+}

@@ -25,11 +25,19 @@ use crate::cloud::{Discovered, ScanContext};
 pub async fn discover_profile(
     profile: Option<&str>,
     scan_regions: &[String],
+    every_profile: bool,
     context: &ScanContext<'_>,
 ) -> Discovered {
     let (limits, progress, explicit) = (context.limits, context.progress, context.explicit);
     let label = profile.unwrap_or("default");
     let failed = |e: Error| Discovered::failed(format!("eks/{label}"), e);
+    let skipped = |e: Error| {
+        Discovered::skipped(format!(
+            "EKS profile {label} skipped: {} ({})",
+            e.message(),
+            e.hint_text().unwrap_or_default()
+        ))
+    };
     let home = home_region(profile).await;
     let anchor = home
         .clone()
@@ -51,18 +59,13 @@ pub async fn discover_profile(
     let credential_region = home.unwrap_or_else(|| partition.default_region.to_string());
     let config = match profile_config(profile, &credential_region, limits).await {
         Ok(config) => config,
-        Err(e) if !explicit => {
-            let line = format!(
-                "EKS skipped: {} ({})",
-                e.message(),
-                e.hint_text().unwrap_or_default()
-            );
-            return Discovered::skipped(line);
-        }
+        Err(e) if !explicit || every_profile => return skipped(e),
         Err(e) => return failed(e),
     };
     let account = match caller_account(&config, profile, limits).await {
         Ok(account) => account,
+        // With every profile of the config file, a stale one is a line, not a failure.
+        Err(e) if every_profile => return skipped(e),
         Err(e) => return failed(e),
     };
     // A region outside the profile's partition would be asked with the wrong
@@ -93,6 +96,45 @@ pub async fn discover_profile(
         results,
         ..Discovered::default()
     }
+}
+
+/// Every profile the aws CLI knows (`aws configure list-profiles`): the
+/// `[profile NAME]` and `[default]` sections of the config file and the sections
+/// of the credentials file, in file order, once each.
+pub fn every_profile() -> Vec<String> {
+    let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
+    let file = |var: &str, name: &str| {
+        std::env::var_os(var)
+            .map(std::path::PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(".aws").join(name)))
+    };
+    let mut profiles: Vec<String> = Vec::new();
+    let sections = |path: Option<std::path::PathBuf>, config: bool| -> Vec<String> {
+        let text = path
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix('[')?.strip_suffix(']').map(str::trim))
+            .filter_map(|section| match section.split_once(char::is_whitespace) {
+                Some(("profile", name)) if config => Some(name.trim().to_string()),
+                Some(_) => None, // sso-session, services, ...
+                None if section == "default" || !config => Some(section.to_string()),
+                None => None,
+            })
+            .collect()
+    };
+    for name in sections(file("AWS_CONFIG_FILE", "config"), true)
+        .into_iter()
+        .chain(sections(
+            file("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
+            false,
+        ))
+    {
+        if !profiles.contains(&name) {
+            profiles.push(name);
+        }
+    }
+    profiles
 }
 
 fn profile_label(profile: Option<&str>) -> &str {

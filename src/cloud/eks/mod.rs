@@ -29,6 +29,10 @@ struct ScanArgs {
     /// An AWS profile to scan (repeatable).
     #[arg(long = "eks-profile", value_name = "NAME")]
     eks_profiles: Vec<String>,
+    /// Scan every profile of the AWS config and credentials files (a profile
+    /// without usable credentials is skipped with one line).
+    #[arg(long)]
+    eks_all_profiles: bool,
     /// An AWS region to scan (repeatable; default: every region of the profile's partition).
     #[arg(long = "eks-region", value_name = "REGION")]
     eks_regions: Vec<String>,
@@ -42,6 +46,8 @@ struct Settings {
     enabled: bool,
     #[serde(default)]
     profiles: Vec<String>,
+    #[serde(default)]
+    all_profiles: bool,
     #[serde(default)]
     regions: Vec<String>,
 }
@@ -82,6 +88,8 @@ struct EksScan {
     /// Empty: every region of each profile's partition.
     regions: Vec<String>,
     explicit: bool,
+    /// `--eks-all-profiles`: a profile that cannot be used is skipped, not failed.
+    every_profile: bool,
 }
 
 impl Cloud for Eks {
@@ -106,8 +114,9 @@ impl Cloud for Eks {
     }
 
     fn named(&self, flags: &ArgMatches) -> bool {
-        ScanArgs::from_arg_matches(flags)
-            .is_ok_and(|a| !a.eks_profiles.is_empty() || !a.eks_regions.is_empty())
+        ScanArgs::from_arg_matches(flags).is_ok_and(|a| {
+            !a.eks_profiles.is_empty() || a.eks_all_profiles || !a.eks_regions.is_empty()
+        })
     }
 
     fn plan(
@@ -121,17 +130,23 @@ impl Cloud for Eks {
             None => Settings {
                 enabled: true,
                 profiles: Vec::new(),
+                all_profiles: false,
                 regions: Vec::new(),
             },
         };
         if !settings.enabled {
             return Ok(None);
         }
-        let explicit = !flags.eks_profiles.is_empty()
+        let every_profile =
+            flags.eks_all_profiles || (flags.eks_profiles.is_empty() && settings.all_profiles);
+        let explicit = every_profile
+            || !flags.eks_profiles.is_empty()
             || !flags.eks_regions.is_empty()
             || !settings.profiles.is_empty()
             || !settings.regions.is_empty();
-        let profiles = if flags.eks_profiles.is_empty() {
+        let profiles = if every_profile {
+            discovery::every_profile()
+        } else if flags.eks_profiles.is_empty() {
             settings.profiles
         } else {
             flags.eks_profiles
@@ -151,6 +166,7 @@ impl Cloud for Eks {
             },
             regions,
             explicit,
+            every_profile,
         })))
     }
 
@@ -179,7 +195,12 @@ impl Scan for EksScan {
     fn discover<'a>(&'a self, context: &'a ScanContext<'a>) -> Scanning<'a> {
         Box::pin(async move {
             let per_profile = self.profiles.iter().map(|profile| {
-                discovery::discover_profile(profile.as_deref(), &self.regions, context)
+                discovery::discover_profile(
+                    profile.as_deref(),
+                    &self.regions,
+                    self.every_profile,
+                    context,
+                )
             });
             let mut all = Discovered {
                 scanned: true,
