@@ -29,6 +29,8 @@ pub struct SyncOptions {
     pub prune: bool,
     pub adopt: bool,
     pub dry_run: bool,
+    /// `-o json`: a machine-readable report on stdout (messages stay on stderr).
+    pub json: bool,
     pub verbose: bool,
     pub quiet: bool,
     pub token: TokenOptions,
@@ -115,13 +117,13 @@ pub fn run(mut options: SyncOptions) -> Result<Exit> {
         }
     };
     let written: Vec<&std::path::Path> = dirty.iter().map(|&i| paths[i].as_path()).collect();
-    if options.dry_run {
+    if options.dry_run && !options.json {
         let mut lines = kubeconfig::describe(&outcome);
         if lines.is_empty() {
             lines.push("no changes".to_string());
         }
         crate::error::write_stdout(&lines.join("\n"))?;
-    } else {
+    } else if !options.dry_run {
         for &i in &dirty {
             kubeconfig::write_atomic(&paths[i], &yaml::to_string(&docs[i]))?;
         }
@@ -131,7 +133,12 @@ pub fn run(mut options: SyncOptions) -> Result<Exit> {
     let failed = discovery
         .results()
         .any(|r| matches!(r.answer, Answer::Failed(_)));
-    Ok(if failed { Exit::Partial } else { Exit::Success })
+    let exit = if failed { Exit::Partial } else { Exit::Success };
+    if options.json {
+        let report = json_report(options, &discovery, &outcome, &paths, &dirty, exit);
+        crate::error::write_stdout(&report.to_string())?;
+    }
+    Ok(exit)
 }
 
 /// Every cloud's sources, concurrently, under one bound.
@@ -293,6 +300,93 @@ fn entries(options: &SyncOptions, found: &Found, name: &str) -> Vec<Desired> {
 
 pub const INSTALL_HINT: &str = "fleetctx writes this entry and serves its credentials. Install it (cargo install --locked --path <fleetctx checkout>) and run `fleetctx sync` again.";
 
+/// `sync -o json`: each source's outcome, the skipped clouds, the counts and
+/// changes per file, and the exit code. Stable keys, for cron and CI.
+fn json_report(
+    options: &SyncOptions,
+    discovery: &Discovery,
+    outcome: &kubeconfig::MergeOutcome,
+    paths: &[PathBuf],
+    dirty: &[usize],
+    exit: Exit,
+) -> serde_json::Value {
+    use serde_json::json;
+    let sources: Vec<serde_json::Value> = discovery
+        .results()
+        .map(|r| {
+            let (outcome, reason) = match &r.answer {
+                Answer::Complete => ("complete", None),
+                Answer::Empty(why) => ("empty", Some(why.to_string())),
+                Answer::Partial(why) => ("partial", Some(why.clone())),
+                Answer::Failed(error) => ("failed", Some(error.message().to_string())),
+            };
+            json!({
+                "source": r.source,
+                "provider": r.source.split('/').next(),
+                "outcome": outcome,
+                "clusters": r.clusters.len(),
+                "reason": reason,
+            })
+        })
+        .collect();
+    let label = |c: &Change| match c {
+        Change::Added => "added",
+        Change::Updated(_) => "updated",
+        Change::Removed => "removed",
+        Change::Unchanged => "unchanged",
+        Change::Conflict(_) => "conflict",
+    };
+    let files: Vec<serde_json::Value> = paths
+        .iter()
+        .enumerate()
+        .map(|(i, path)| {
+            let count = |name: &str| {
+                outcome
+                    .changes
+                    .iter()
+                    .filter(|c| c.file == i && label(&c.change) == name)
+                    .count()
+            };
+            json!({
+                "file": path.display().to_string(),
+                "written": dirty.contains(&i) && !options.dry_run,
+                "added": count("added"),
+                "updated": count("updated"),
+                "removed": count("removed"),
+                "unchanged": count("unchanged"),
+                "conflicts": count("conflict"),
+            })
+        })
+        .collect();
+    let changes: Vec<serde_json::Value> = outcome
+        .changes
+        .iter()
+        .filter(|c| c.change != Change::Unchanged)
+        .map(|c| {
+            let fields = match &c.change {
+                Change::Updated(fields) => fields.clone(),
+                _ => Vec::new(),
+            };
+            json!({
+                "kind": c.kind.label(),
+                "name": c.name,
+                "change": label(&c.change),
+                "fields": fields,
+                "file": paths[c.file].display().to_string(),
+            })
+        })
+        .collect();
+    json!({
+        "dry_run": options.dry_run,
+        "exit_code": exit as i32,
+        "sources": sources,
+        "skipped": discovery.skipped,
+        "files": files,
+        "changes": changes,
+        "current_context_cleared": outcome.current_context_cleared,
+    })
+}
+
 fn report(
     options: &SyncOptions,
     discovery: &Discovery,
@@ -305,24 +399,66 @@ fn report(
         eprintln!("fleetctx: {line}");
     }
     let (mut complete, mut partial, mut failed, mut found) = (0, 0, 0, 0);
+    // The same failure from many sources is one message: the first in full, then
+    // how many more and which (all of them with -v).
+    let mut families: Vec<(String, String, Vec<&str>)> = Vec::new();
     for result in discovery.results() {
         found += result.clusters.len();
-        match &result.answer {
-            Answer::Complete | Answer::Empty(_) => complete += 1,
+        let text = match &result.answer {
+            Answer::Complete | Answer::Empty(_) => {
+                complete += 1;
+                None
+            }
             Answer::Partial(why) => {
                 partial += 1;
-                warn(why);
+                Some(format!("warning: {why}"))
             }
             Answer::Failed(error) => {
                 failed += 1;
-                eprintln!("{error}");
+                Some(error.to_string())
+            }
+        };
+        if let Some(text) = text {
+            let id = result.source.rsplit('/').next().unwrap_or_default();
+            let key = if id.is_empty() {
+                text.clone()
+            } else {
+                text.replace(id, "\u{0}")
+            };
+            match families.iter_mut().find(|(k, _, _)| *k == key) {
+                Some((_, _, sources)) => sources.push(&result.source),
+                None => families.push((key, text, vec![&result.source])),
             }
         }
         if let (true, Answer::Empty(why)) = (options.verbose, &result.answer) {
             eprintln!("fleetctx: {}: no clusters ({why})", result.source);
         }
     }
-    for (kind, name, change) in &outcome.changes {
+    for (_, text, sources) in &families {
+        eprintln!("{text}");
+        let more = &sources[1..];
+        if more.is_empty() {
+            continue;
+        }
+        const SHOWN: usize = 5;
+        let shown = if options.verbose {
+            more.len()
+        } else {
+            SHOWN.min(more.len())
+        };
+        let mut list = more[..shown].join(", ");
+        if more.len() > shown {
+            list.push_str(&format!(
+                " and {} more (-v lists them all)",
+                more.len() - shown
+            ));
+        }
+        eprintln!("  the same for {} more sources: {list}", more.len());
+    }
+    for kubeconfig::Changed {
+        kind, name, change, ..
+    } in &outcome.changes
+    {
         if let Change::Conflict(file) = change {
             warn(format!(
                 "{} {name} in {} exists and is not managed by fleetctx; left alone (--adopt takes it over)",

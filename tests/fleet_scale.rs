@@ -98,3 +98,96 @@ fn every_profile_of_the_config_files_is_scanned_and_an_unusable_one_is_one_line(
         ran.stderr
     );
 }
+
+fn denied_fleet(fleet: &Fleet, denied: usize) {
+    let mut projects = serde_json::Map::new();
+    projects.insert("p-ok".into(), json!({"clusters": [{"name": "a"}]}));
+    for i in 0..denied {
+        projects.insert(
+            format!("p-denied-{i:03}"),
+            json!({"error": "PERMISSION_DENIED"}),
+        );
+    }
+    fleet.gke(serde_json::Value::Object(projects));
+}
+
+#[test]
+fn the_same_error_from_many_sources_is_one_message() {
+    let Some(fleet) = Fleet::start() else { return };
+    denied_fleet(&fleet, 30);
+    let ran = sync(&fleet, &["--gke-all-projects", "--no-eks"]);
+    assert_eq!(ran.status, 3, "{}", ran.stderr);
+    let errors = ran
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .count();
+    assert_eq!(errors, 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("the same for 29 more sources"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("and 24 more (-v lists them all)"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.lines().count() < 10, "{}", ran.stderr);
+
+    let verbose = sync(&fleet, &["--gke-all-projects", "--no-eks", "-v"]);
+    for i in 0..30 {
+        assert!(
+            verbose.stderr.contains(&format!("p-denied-{i:03}")),
+            "{}",
+            verbose.stderr
+        );
+    }
+}
+
+#[test]
+fn sync_output_json_reports_each_source_and_the_changes_per_file() {
+    let Some(fleet) = Fleet::start() else { return };
+    denied_fleet(&fleet, 2);
+    let ran = sync(&fleet, &["--gke-all-projects", "--no-eks", "-o", "json"]);
+    assert_eq!(ran.status, 3, "{}", ran.stderr);
+    let report = ran.json();
+    assert_eq!(report["exit_code"], 3);
+    assert_eq!(report["dry_run"], false);
+    let outcome = |source: &str| {
+        report["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["source"] == source)
+            .unwrap_or_else(|| panic!("no {source} in {report}"))
+            .clone()
+    };
+    assert_eq!(outcome("gke/p-ok")["outcome"], "complete");
+    assert_eq!(outcome("gke/p-ok")["clusters"], 1);
+    assert_eq!(outcome("gke/p-denied-000")["outcome"], "failed");
+    assert!(
+        outcome("gke/p-denied-001")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("p-denied-001")
+    );
+    let file = &report["files"][0];
+    assert_eq!(file["file"], fleet.kubeconfig.display().to_string());
+    assert_eq!(file["written"], true);
+    assert_eq!(file["added"], 3, "{report}");
+    let changes = report["changes"].as_array().unwrap();
+    assert!(
+        changes.iter().any(|c| c["kind"] == "context"
+            && c["name"] == "gke_p-ok_europe-west1-b_a"
+            && c["change"] == "added"),
+        "{report}"
+    );
+    // A dry run reports what it would do, and only the JSON is on stdout.
+    let dry = sync(
+        &fleet,
+        &["--gke-all-projects", "--no-eks", "-o", "json", "--dry-run"],
+    );
+    assert_eq!(dry.json()["files"][0]["written"], false);
+    assert_eq!(dry.json()["files"][0]["unchanged"], 3);
+}

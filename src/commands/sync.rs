@@ -39,6 +39,10 @@ pub struct SyncArgs {
     /// Print what would be added, changed and removed; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// `json`: print a report on stdout (each source's outcome, the changes per
+    /// file, the exit code) for cron and CI; messages stay on stderr.
+    #[arg(short, long, value_enum, default_value_t = Report::Text, value_name = "FORMAT")]
+    pub output: Report,
     /// Limit for each API call.
     #[arg(
         long,
@@ -55,6 +59,12 @@ pub struct SyncArgs {
         value_name = "SECONDS"
     )]
     pub lock_timeout: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Report {
+    Text,
+    Json,
 }
 
 /// `sync` with every cloud's flags, and a `--no-NAME` for each.
@@ -110,6 +120,7 @@ pub fn exec(args: SyncArgs, flags: &ArgMatches, verbose: bool, quiet: bool) -> R
         prune: !args.no_prune,
         adopt: args.adopt,
         dry_run: args.dry_run,
+        json: args.output == Report::Json,
         verbose,
         quiet,
         token: TokenOptions {

@@ -10,15 +10,33 @@ use super::model::{
     list, list_mut, marker_of,
 };
 
+/// One entry's fate, in the file (index into the list of files) it concerns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Changed {
+    pub kind: Kind,
+    pub name: String,
+    pub change: Change,
+    pub file: usize,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct MergeOutcome {
-    pub changes: Vec<(Kind, String, Change)>,
+    pub changes: Vec<Changed>,
     pub current_context_cleared: Option<String>,
 }
 
 impl MergeOutcome {
     pub fn count(&self, pred: impl Fn(&Change) -> bool) -> usize {
-        self.changes.iter().filter(|(_, _, c)| pred(c)).count()
+        self.changes.iter().filter(|c| pred(&c.change)).count()
+    }
+
+    fn push(&mut self, kind: Kind, name: &str, change: Change, file: usize) {
+        self.changes.push(Changed {
+            kind,
+            name: name.to_string(),
+            change,
+            file,
+        });
     }
 }
 
@@ -171,9 +189,7 @@ pub fn merge(
         if !conflicts.is_empty() && !rules.adopt {
             for (d, file) in conflicts {
                 if done.insert((d.kind, d.name.clone())) {
-                    outcome
-                        .changes
-                        .push((d.kind, d.name.clone(), Change::Conflict(file)));
+                    outcome.push(d.kind, &d.name, Change::Conflict(file), file);
                 }
             }
             continue;
@@ -191,9 +207,7 @@ pub fn merge(
             for (f, i, owned) in found.iter().skip(1).rev() {
                 if *owned {
                     list_mut(&mut docs[*f], d.kind).remove(*i);
-                    outcome
-                        .changes
-                        .push((d.kind, d.name.clone(), Change::Removed));
+                    outcome.push(d.kind, &d.name, Change::Removed, *f);
                 }
             }
             let entries = list_mut(&mut docs[file], d.kind);
@@ -220,7 +234,7 @@ pub fn merge(
                     entries.push(Value::Mapping(entry));
                 }
             }
-            outcome.changes.push((d.kind, d.name.clone(), change));
+            outcome.push(d.kind, &d.name, change, file);
         }
     }
 
@@ -243,7 +257,7 @@ fn prune(
             .map(str::to_string)
     };
     let mut removed_contexts = BTreeSet::new();
-    for doc in docs.iter_mut() {
+    for (file, doc) in docs.iter_mut().enumerate() {
         for kind in [Kind::Context, Kind::Cluster] {
             let Some(entries) = existing_list_mut(doc, kind) else {
                 continue;
@@ -255,9 +269,7 @@ fn prune(
                 let gone = source_of(kind, e).is_some_and(|s| (rules.prunable)(&s))
                     && !wanted.contains(&(kind, name.to_string()));
                 if gone {
-                    outcome
-                        .changes
-                        .push((kind, name.to_string(), Change::Removed));
+                    outcome.push(kind, name, Change::Removed, file);
                     if kind == Kind::Context {
                         removed_contexts.insert(name.to_string());
                     }
@@ -272,9 +284,10 @@ fn prune(
         .flat_map(|doc| list(doc, Kind::Context))
         .filter_map(|e| e.get("context")?.get("user")?.as_str().map(str::to_string))
         .collect();
-    for entries in docs
+    for (file, entries) in docs
         .iter_mut()
-        .filter_map(|d| existing_list_mut(d, Kind::User))
+        .enumerate()
+        .filter_map(|(f, d)| Some((f, existing_list_mut(d, Kind::User)?)))
     {
         entries.retain(|e| {
             let Some(name) = entry_name(e) else {
@@ -284,9 +297,7 @@ fn prune(
                 && !wanted.contains(&(Kind::User, name.to_string()))
                 && !in_use.contains(name);
             if gone {
-                outcome
-                    .changes
-                    .push((Kind::User, name.to_string(), Change::Removed));
+                outcome.push(Kind::User, name, Change::Removed, file);
             }
             !gone
         });
@@ -315,7 +326,10 @@ fn prune(
 pub fn describe(outcome: &MergeOutcome) -> Vec<String> {
     let mut lines = Vec::new();
     let mut by_change: BTreeMap<u8, Vec<String>> = BTreeMap::new();
-    for (kind, name, change) in &outcome.changes {
+    for Changed {
+        kind, name, change, ..
+    } in &outcome.changes
+    {
         let (order, line) = match change {
             Change::Added => (0, format!("+ {} {}", kind.label(), name)),
             Change::Updated(fields) => (

@@ -25,7 +25,7 @@ use yaml_serde::{Mapping, Value};
 use crate::error::{Error, Result};
 
 pub use file::{FileLock, write_atomic};
-pub use merge::{MergeOutcome, MergeRules, describe, merge};
+pub use merge::{Changed, MergeOutcome, MergeRules, describe, merge};
 pub use model::{
     Change, Desired, Kind, LAST_CHANGED, MARKER, empty_document, entry_names, marker_of,
     owned_entries,
