@@ -33,7 +33,7 @@ pub async fn discover_profile(
     let failed = |e: Error| Discovered::failed(format!("eks/{label}"), e);
     let skipped = |e: Error| {
         Discovered::skipped(format!(
-            "EKS profile {label} skipped: {} ({})",
+            "EKS skipped: {} ({})",
             e.message(),
             e.hint_text().unwrap_or_default()
         ))
