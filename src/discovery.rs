@@ -176,21 +176,81 @@ impl SourceResult {
 }
 
 /// Shared by every call of one sync: at most `concurrency` calls in flight, each
-/// bounded by `timeout`.
+/// bounded by `timeout`. The bound adapts to what the APIs accept: it halves when
+/// one throttles (429, `RESOURCE_EXHAUSTED`) and grows back by one after as many
+/// successes as the bound (additive increase, multiplicative decrease).
 #[derive(Clone, Debug)]
 pub struct Limits {
-    pub permits: Arc<Semaphore>,
+    permits: Arc<Semaphore>,
+    window: Arc<std::sync::Mutex<Window>>,
     pub timeout: Duration,
     /// `-v`: log every API call on stderr.
     pub verbose: bool,
 }
 
+#[derive(Debug)]
+struct Window {
+    /// The bound now, and the most it may grow to.
+    limit: usize,
+    max: usize,
+    /// Permits in flight that are to be forgotten when they come back.
+    debt: usize,
+    successes: usize,
+}
+
 impl Limits {
     pub fn new(concurrency: usize, timeout: Duration, verbose: bool) -> Self {
+        let max = concurrency.max(1);
         Limits {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(max)),
+            window: Arc::new(std::sync::Mutex::new(Window {
+                limit: max,
+                max,
+                debt: 0,
+                successes: 0,
+            })),
             timeout,
             verbose,
+        }
+    }
+
+    /// The bound on calls in flight now.
+    pub fn concurrency(&self) -> usize {
+        self.window.lock().expect("never poisoned").limit
+    }
+
+    /// An API answered "slow down": halve the bound.
+    pub fn throttled(&self) {
+        let mut window = self.window.lock().expect("never poisoned");
+        let target = (window.limit / 2).max(1);
+        let cut = window.limit - target;
+        if cut == 0 {
+            return;
+        }
+        window.limit = target;
+        window.successes = 0;
+        let forgotten = self.permits.forget_permits(cut);
+        window.debt += cut - forgotten;
+        if self.verbose {
+            eprintln!("fleetctx: throttled: at most {target} calls in flight now");
+        }
+    }
+
+    fn release(&self, permit: tokio::sync::SemaphorePermit<'_>, succeeded: bool) {
+        let mut window = self.window.lock().expect("never poisoned");
+        if window.debt > 0 {
+            window.debt -= 1;
+            permit.forget();
+            return;
+        }
+        drop(permit);
+        if succeeded && window.limit < window.max {
+            window.successes += 1;
+            if window.successes >= window.limit {
+                window.successes = 0;
+                window.limit += 1;
+                self.permits.add_permits(1);
+            }
         }
     }
 
@@ -200,13 +260,14 @@ impl Limits {
         what: &str,
         step: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        let _permit = self
+        let permit = self
             .permits
             .acquire()
             .await
             .expect("the semaphore is never closed");
         let started = std::time::Instant::now();
         let result = crate::token::within(self.timeout, what, step).await;
+        self.release(permit, result.is_ok());
         if self.verbose {
             let outcome = match &result {
                 Ok(_) => "ok".to_string(),
@@ -269,5 +330,41 @@ impl Progress {
         if self.enabled {
             eprint!("\r\x1b[2K");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_bound_halves_when_throttled_and_grows_back_with_successes() {
+        let limits = Limits::new(8, Duration::from_secs(1), false);
+        // Every permit in flight when the API throttles: half of them are owed
+        // and forgotten as they come back.
+        let mut in_flight = Vec::new();
+        for _ in 0..8 {
+            in_flight.push(limits.permits.acquire().await.unwrap());
+        }
+        limits.throttled();
+        assert_eq!(limits.concurrency(), 4);
+        for permit in in_flight {
+            limits.release(permit, false);
+        }
+        assert_eq!(limits.permits.available_permits(), 4);
+        limits.throttled();
+        assert_eq!(limits.concurrency(), 2);
+        assert_eq!(limits.permits.available_permits(), 2);
+        // Additive increase: one more after as many successes as the bound.
+        for _ in 0..2 {
+            limits.call("ok", async { Ok(()) }).await.unwrap();
+        }
+        assert_eq!(limits.concurrency(), 3);
+        assert_eq!(limits.permits.available_permits(), 3);
+        for _ in 0..3 {
+            limits.throttled();
+        }
+        assert_eq!(limits.concurrency(), 1, "never below one");
+        assert_eq!(limits.permits.available_permits(), 1);
     }
 }

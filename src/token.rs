@@ -153,12 +153,32 @@ impl From<Entry> for Credential {
     }
 }
 
+/// Whether a failed attempt is worth another: `No`, `Yes` (after the next
+/// exponential delay), or `After` what the server asked for (`Retry-After`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    No,
+    Yes,
+    After(Duration),
+}
+
+impl From<bool> for Retry {
+    fn from(transient: bool) -> Self {
+        if transient { Retry::Yes } else { Retry::No }
+    }
+}
+
+/// The longest wait a `Retry-After` may impose.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
 /// Runs `attempt` until it succeeds, fails for good, or `tries` run out; waits
-/// 200 ms, 400 ms, ... between tries. `attempt` says whether a failure is transient.
-pub async fn with_retries<T, F, Fut>(tries: u32, mut attempt: F) -> Result<T>
+/// 200 ms, 400 ms, ... between tries, or what the server asked for (at most
+/// 10 s). `attempt` says whether a failure is worth another try.
+pub async fn with_retries<T, R, F, Fut>(tries: u32, mut attempt: F) -> Result<T>
 where
+    R: Into<Retry>,
     F: FnMut() -> Fut,
-    Fut: Future<Output = std::result::Result<T, (Error, bool)>>,
+    Fut: Future<Output = std::result::Result<T, (Error, R)>>,
 {
     let mut delay = Duration::from_millis(200);
     let mut left = tries.max(1);
@@ -166,16 +186,21 @@ where
         left -= 1;
         match attempt().await {
             Ok(value) => return Ok(value),
-            Err((error, transient)) if transient && left > 0 => {
+            Err((error, retry)) => {
+                let wait = match retry.into() {
+                    Retry::No => return Err(error),
+                    _ if left == 0 => return Err(error),
+                    Retry::Yes => delay,
+                    Retry::After(asked) => asked.min(MAX_RETRY_AFTER).max(delay),
+                };
                 eprintln!(
                     "fleetctx: {}; retrying in {} ms",
                     error.message(),
-                    delay.as_millis()
+                    wait.as_millis()
                 );
-                tokio::time::sleep(delay).await;
+                tokio::time::sleep(wait).await;
                 delay *= 2;
             }
-            Err((error, _)) => return Err(error),
         }
     }
 }

@@ -191,3 +191,35 @@ fn sync_output_json_reports_each_source_and_the_changes_per_file() {
     assert_eq!(dry.json()["files"][0]["written"], false);
     assert_eq!(dry.json()["files"][0]["unchanged"], 3);
 }
+
+#[test]
+fn throttled_sources_are_retried_and_count_as_complete() {
+    let Some(fleet) = Fleet::start() else { return };
+    let mut projects = serde_json::Map::new();
+    for i in 0..20 {
+        projects.insert(
+            format!("p-busy-{i:02}"),
+            json!({"error": 429, "error_count": 2, "clusters": [{"name": "c"}]}),
+        );
+    }
+    fleet.gke(serde_json::Value::Object(projects));
+    // Resource Manager throttles too, saying when to come back.
+    fleet
+        .fakes
+        .config(json!({"fail": {"route": "rm", "status": 429, "count": 2}}));
+    let started = std::time::Instant::now();
+    let ran = sync(&fleet, &["--gke-all-projects", "--no-eks", "-o", "json"]);
+    assert_eq!(ran.status, 0, "{}", ran.stderr);
+    let report = ran.json();
+    let complete = report["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["outcome"] == "complete")
+        .count();
+    assert_eq!(complete, 20, "{report}");
+    assert_eq!(report["files"][0]["added"], 20 * 2 + 1, "{report}");
+    // Two Retry-After: 1 waits, then the backed-off Container retries.
+    assert!(started.elapsed().as_secs() < 15, "{:?}", started.elapsed());
+    assert_eq!(fleet.fakes.count_container("p-busy-07"), 3);
+}

@@ -1369,7 +1369,9 @@ class GoogleHandler(BaseHandler):
         STATE.api_delay()
         status = STATE.take_fault("rm")
         if status:
-            return self.send_json(status, rpc_error(status, "injected failure"))
+            # Resource Manager says when to come back after a 429.
+            headers = [("Retry-After", "1")] if status == 429 else []
+            return self.send_json(status, rpc_error(status, "injected failure"), headers)
         if self.google_api_auth() is None:
             return
         q = (query.get("query") or [""])[0]

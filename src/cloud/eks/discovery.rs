@@ -163,8 +163,10 @@ pub async fn profile_config(
         .region(Region::new(region.to_string()))
         .credentials_provider(SharedCredentialsProvider::new(credentials))
         .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(3)
+            // Adaptive: the SDK's client-side rate limiter slows down when EKS
+            // answers TooManyRequestsException, and retries throttled calls.
+            RetryConfig::adaptive()
+                .with_max_attempts(5)
                 .with_initial_backoff(Duration::from_millis(200)),
         )
         .timeout_config(

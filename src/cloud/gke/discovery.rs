@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::cache::Secret;
 use crate::discovery::{Answer, Found, Limits, SourceResult};
 use crate::error::{Error, Result};
-use crate::token::with_retries;
+use crate::token::{Retry, with_retries};
 
 use super::token::{gcloud_active_config, gcloud_config_dir, google_error_message};
 
@@ -152,28 +152,41 @@ pub async fn list_projects(
     loop {
         let what = format!("GET {url} (projects.search)");
         let page: Page = limits
-            .call(&what, with_retries(3, || async {
+            .call(&what, with_retries(5, || async {
                 let response = client
                     .get(&url)
                     .query(&[("query", query.as_str()), ("pageToken", page_token.as_str())])
                     .bearer_auth(token.expose())
                     .send()
                     .await
-                    .map_err(|e| (Error::new(format!("could not reach {url}")).cause(e.without_url()), true))?;
+                    .map_err(|e| (Error::new(format!("could not reach {url}")).cause(e.without_url()), Retry::Yes))?;
                 let status = response.status();
                 if status.is_success() {
                     return response
                         .json::<Page>()
                         .await
-                        .map_err(|e| (Error::new(format!("{url} answered an unexpected body")).cause(e.without_url()), false));
+                        .map_err(|e| (Error::new(format!("{url} answered an unexpected body")).cause(e.without_url()), Retry::No));
                 }
+                let retry_after = response
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
                 let body = response.text().await.unwrap_or_default();
-                let transient = status.as_u16() == 429 || status.is_server_error();
+                let retry = if status.as_u16() == 429 {
+                    limits.throttled();
+                    retry_after.map_or(Retry::Yes, Retry::After)
+                } else if status.is_server_error() {
+                    retry_after.map_or(Retry::Yes, Retry::After)
+                } else {
+                    Retry::No
+                };
                 Err((
                     Error::new(format!("could not list projects (HTTP {})", status.as_u16()))
                         .because(google_error_message(&body).unwrap_or(body))
                         .hint("the identity needs resourcemanager.projects.get on the projects, or list them with --gke-project"),
-                    transient,
+                    retry,
                 ))
             }))
             .await?;
@@ -187,6 +200,40 @@ pub async fn list_projects(
             return Ok(projects);
         }
         page_token = page.next_page_token;
+    }
+}
+
+/// How often a throttled Container API call is tried before its project fails.
+const THROTTLED_TRIES: u32 = 6;
+
+/// A 429 or `RESOURCE_EXHAUSTED`: the API asks us to slow down.
+fn throttled(error: &GaxError) -> bool {
+    use google_cloud_gax::error::rpc::Code;
+    error.http_status_code() == Some(429)
+        || error
+            .status()
+            .is_some_and(|s| s.code == Code::ResourceExhausted)
+}
+
+/// Google's AIP-194 retries (UNAVAILABLE) inside the client. A throttled answer
+/// halves the sync's concurrency and goes back to the caller, which waits
+/// outside the bound before trying again.
+#[derive(Debug)]
+struct RetryThrottled {
+    limits: Limits,
+}
+
+impl google_cloud_gax::retry_policy::RetryPolicy for RetryThrottled {
+    fn on_error(
+        &self,
+        state: &google_cloud_gax::retry_state::RetryState,
+        error: GaxError,
+    ) -> google_cloud_gax::retry_result::RetryResult {
+        if throttled(&error) {
+            self.limits.throttled();
+            return google_cloud_gax::retry_result::RetryResult::Permanent(error);
+        }
+        Aip194Strict.on_error(state, error)
     }
 }
 
@@ -207,9 +254,11 @@ pub async fn cluster_client(token: &Secret, limits: &Limits) -> Result<ClusterMa
             tag: EntityTag::new(),
         })
         .with_retry_policy(
-            Aip194Strict
-                .with_attempt_limit(3)
-                .with_time_limit(limits.timeout),
+            RetryThrottled {
+                limits: limits.clone(),
+            }
+            .with_attempt_limit(5)
+            .with_time_limit(limits.timeout),
         )
         .with_backoff_policy(backoff)
         .with_attempt_timeout(limits.timeout)
@@ -231,15 +280,28 @@ pub async fn discover_project(
         "GET {}/v1/projects/{project}/locations/-/clusters",
         root.trim_end_matches('/')
     );
-    let listed = limits
-        .call(&what, async {
-            Ok(client
-                .list_clusters()
-                .set_parent(format!("projects/{project}/locations/-"))
-                .send()
-                .await)
-        })
-        .await;
+    // A throttled call waits outside the concurrency bound, so the others go on.
+    let mut delay = Duration::from_millis(200);
+    let mut attempts = 0;
+    let listed = loop {
+        attempts += 1;
+        let listed = limits
+            .call(&what, async {
+                Ok(client
+                    .list_clusters()
+                    .set_parent(format!("projects/{project}/locations/-"))
+                    .send()
+                    .await)
+            })
+            .await;
+        match &listed {
+            Ok(Err(e)) if throttled(innermost(e)) && attempts < THROTTLED_TRIES => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            _ => break listed,
+        }
+    };
     let response = match listed {
         Ok(Ok(response)) => response,
         Ok(Err(e)) if service_disabled(&e) => {
