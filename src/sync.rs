@@ -220,8 +220,9 @@ fn desired<'a>(
     let mut groups = Vec::new();
     for found in results.flat_map(|r| &r.clusters) {
         let template = options.name_template.as_deref().unwrap_or_else(|| {
-            crate::cloud::by_name(found.provider)
-                .map_or("{provider}_{location}_{name}", |c| c.default_template())
+            crate::cloud::by_name(found.provider).map_or("{provider}_{location}_{name}", |c| {
+                c.default_template(found)
+            })
         });
         let name = render(template, found);
         if !taken.insert(name.clone()) {

@@ -223,3 +223,101 @@ fn throttled_sources_are_retried_and_count_as_complete() {
     assert!(started.elapsed().as_secs() < 15, "{:?}", started.elapsed());
     assert_eq!(fleet.fakes.count_container("p-busy-07"), 3);
 }
+
+/// `aws organizations ...` against moto, as the dev profile (the management account).
+fn organizations(fleet: &Fleet, args: &[&str]) -> serde_json::Value {
+    let aws = tool("aws").unwrap();
+    run(fleet
+        .world
+        .command(aws)
+        .args([
+            "organizations",
+            "--profile",
+            "dev",
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+        ])
+        .args(args))
+    .ok()
+    .json()
+}
+
+#[test]
+fn every_account_of_the_organization_through_its_role_and_kubectl_reaches_them() {
+    needs!("kubectl", "aws");
+    let Some(fleet) = Fleet::start() else { return };
+    organizations(&fleet, &["create-organization", "--feature-set", "ALL"]);
+    let mut accounts = Vec::new();
+    for team in ["team-a", "team-b"] {
+        let created = organizations(
+            &fleet,
+            &[
+                "create-account",
+                "--email",
+                &format!("{team}@example.com"),
+                "--account-name",
+                team,
+            ],
+        );
+        let id = created["CreateAccountStatus"]["AccountId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        http_json(
+            "POST",
+            &fleet.fakes.url("google"),
+            "/_eks/create",
+            Some(json!({"account": id, "region": "us-east-1", "name": format!("{team}-c")})),
+        );
+        accounts.push(id);
+    }
+    let role = "OrganizationAccountAccessRole";
+    let denied = format!("arn:aws:iam::{}:role/{role}", accounts[1]);
+    fleet.fakes.config(json!({"aws_denied_roles": [denied]}));
+    let args = [
+        "--eks-profile",
+        "dev",
+        "--eks-org-role",
+        role,
+        "--eks-region",
+        "us-east-1",
+        "--no-gke",
+    ];
+    let ran = sync(&fleet, &args);
+    assert_eq!(
+        ran.status, 3,
+        "the account whose role is refused fails\n{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains(&accounts[1]) && ran.stderr.contains("AccessDenied"),
+        "{}",
+        ran.stderr
+    );
+    let team_a = format!("eks_{}_{role}_us-east-1_team-a-c", accounts[0]);
+    let contexts = fleet.contexts();
+    assert!(contexts.contains(&team_a), "{contexts:?}\n{}", ran.stderr);
+    assert!(
+        contexts.contains(&format!("eks_123456789012_{role}_us-east-1_c1")),
+        "the management account is scanned too: {contexts:?}"
+    );
+    let got = fleet.kubectl(&["--context", &team_a, "get", "ns"]);
+    assert_eq!(got.status, 0, "{}", got.stderr);
+
+    // The refused account's entries survive its next failure; once it answers,
+    // it is scanned like the others.
+    fleet.fakes.config(json!({"aws_denied_roles": []}));
+    sync(&fleet, &args).ok();
+    let team_b = format!("eks_{}_{role}_us-east-1_team-b-c", accounts[1]);
+    assert!(fleet.contexts().contains(&team_b));
+    fleet
+        .fakes
+        .config(json!({"aws_denied_roles": [format!("arn:aws:iam::{}:role/{role}", accounts[1])]}));
+    assert_eq!(sync(&fleet, &args).status, 3);
+    assert!(
+        fleet.contexts().contains(&team_b),
+        "a failed account prunes nothing"
+    );
+}

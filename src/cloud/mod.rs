@@ -17,7 +17,7 @@ use std::pin::Pin;
 use clap::{ArgMatches, Command};
 use yaml_serde::Value;
 
-use crate::discovery::{Limits, Progress, SourceResult};
+use crate::discovery::{Found, Limits, Progress, SourceResult};
 use crate::error::{Error, Result};
 use crate::token::{Credential, TokenOptions};
 
@@ -37,8 +37,8 @@ pub trait Cloud: Sync {
     /// The marker key naming an entry's owner (`project`, `account`): a template
     /// placeholder and a column of `list`.
     fn owner_key(&self) -> &'static str;
-    /// The default entry name template.
-    fn default_template(&self) -> &'static str;
+    /// The default entry name template for a cluster it found.
+    fn default_template(&self, found: &Found) -> &'static str;
     /// The cache kinds of this cloud's entries (`cache clear --provider NAME`).
     fn cache_kinds(&self) -> &'static [&'static str];
     /// Adds this cloud's scan flags to a command that scans (`sync`).

@@ -584,6 +584,7 @@ class State:
             self.api_delay_ms = 0
             self.aws_disabled_regions = set()
             self.aws_revoked_keys = set()  # access key ids every AWS call rejects
+            self.aws_denied_roles = set()  # role ARNs AssumeRole refuses
             self.aws_fail_regions = {}  # region -> HTTP status
             self.stats = {
                 "token_requests": 0,
@@ -730,7 +731,12 @@ class MotoWrapperApp:
         with STATE.lock:
             disabled = (region in STATE.aws_disabled_regions
                         or (akid is not None and akid in STATE.aws_revoked_keys))
+            denied_role = environ.get("fleetctx.role_arn") in STATE.aws_denied_roles
             fail = STATE.aws_fail_regions.get(region) if region else None
+        if denied_role:
+            return self._error(start_response, "sts", 403, "AccessDenied", "AccessDenied",
+                               "User is not authorized to perform: sts:AssumeRole on resource: "
+                               + environ["fleetctx.role_arn"])
         if disabled:
             return self._error(start_response, service, 403, "UnrecognizedClientException",
                                "InvalidClientTokenId", INVALID_TOKEN_MSG)
@@ -779,6 +785,8 @@ class MotoWrapperApp:
             environ["wsgi.input"] = io.BytesIO(body)
             form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
             action = (form.get("Action") or [action])[0]
+            if action == "AssumeRole":
+                environ["fleetctx.role_arn"] = (form.get("RoleArn") or [""])[0]
         is_sts = service == "sts"
         if not scope and action in ("AssumeRoleWithWebIdentity", "AssumeRoleWithSAML"):
             is_sts, service = True, "sts"  # unsigned STS calls
@@ -1554,6 +1562,8 @@ class GoogleHandler(BaseHandler):
                 STATE.aws_disabled_regions = set(req["aws_disabled_regions"] or [])
             if "aws_revoked_keys" in req:
                 STATE.aws_revoked_keys = set(req["aws_revoked_keys"] or [])
+            if "aws_denied_roles" in req:
+                STATE.aws_denied_roles = set(req["aws_denied_roles"] or [])
             if "aws_fail_regions" in req:
                 STATE.aws_fail_regions = {str(k): int(v) for k, v in
                                           (req["aws_fail_regions"] or {}).items()}

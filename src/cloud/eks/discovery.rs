@@ -15,21 +15,63 @@ use aws_types::region::Region;
 use crate::discovery::{Answer, Found, Limits, SourceResult};
 use crate::error::{Error, Result};
 
-use super::partition::partition_of;
+use super::partition::{Partition, partition_of};
 use super::token::{credentials_provider, home_region};
 use crate::cloud::{Discovered, ScanContext};
 
-/// One AWS profile across its regions. Its credentials are resolved in its home
-/// region and proven once (`sts:GetCallerIdentity`); when that fails, the profile
-/// has failed and none of its entries is pruned.
-pub async fn discover_profile(
+/// How a region is reached: the profile whose credentials sign, the account,
+/// and the role assumed in it (Organizations), which also name the source.
+#[derive(Clone, Debug)]
+pub struct Reach<'a> {
+    pub profile: Option<&'a str>,
+    pub account: String,
+    /// The role's ARN and name, for an account reached through Organizations.
+    pub role: Option<(String, String)>,
+}
+
+impl Reach<'_> {
+    fn label(&self) -> &str {
+        profile_label(self.profile)
+    }
+
+    /// `eks/PROFILE`, or `eks/PROFILE/org/ACCOUNT/ROLE` for an assumed role.
+    fn source(&self) -> String {
+        match &self.role {
+            Some((_, name)) => format!("eks/{}/org/{}/{name}", self.label(), self.account),
+            None => format!("eks/{}", self.label()),
+        }
+    }
+
+    /// Names the identity in messages.
+    fn who(&self) -> String {
+        match &self.role {
+            Some((arn, _)) => format!("profile {} as {arn}", self.label()),
+            None => format!("profile {}", self.label()),
+        }
+    }
+}
+
+/// A profile ready to scan: its credentials resolved in its home region and
+/// proven, its account, and the regions to ask.
+struct Ready {
+    config: SdkConfig,
+    account: String,
+    partition: &'static Partition,
+    regions: Vec<String>,
+    /// Named regions outside the profile's partition: failed on their own.
+    strangers: Vec<SourceResult>,
+}
+
+/// Resolves and proves a profile's credentials. `Err` is the whole answer: the
+/// profile was skipped (nothing set up, or every profile was asked for) or failed.
+async fn ready(
     profile: Option<&str>,
     scan_regions: &[String],
     every_profile: bool,
     context: &ScanContext<'_>,
-) -> Discovered {
-    let (limits, progress, explicit) = (context.limits, context.progress, context.explicit);
-    let label = profile.unwrap_or("default");
+) -> std::result::Result<Ready, Discovered> {
+    let (limits, explicit) = (context.limits, context.explicit);
+    let label = profile_label(profile);
     let failed = |e: Error| Discovered::failed(format!("eks/{label}"), e);
     let skipped = |e: Error| {
         Discovered::skipped(format!(
@@ -43,14 +85,11 @@ pub async fn discover_profile(
         .clone()
         .or_else(|| scan_regions.first().cloned())
         .unwrap_or_else(|| "us-east-1".to_string());
-    let partition = match partition_of(&anchor) {
-        Ok(p) => p,
-        Err(e) => {
-            return failed(e.hint(format!(
-                "the region comes from profile {label}, AWS_REGION or --eks-region"
-            )));
-        }
-    };
+    let partition = partition_of(&anchor).map_err(|e| {
+        failed(e.hint(format!(
+            "the region comes from profile {label}, AWS_REGION or --eks-region"
+        )))
+    })?;
     let regions = if scan_regions.is_empty() {
         partition.regions.iter().map(|r| r.to_string()).collect()
     } else {
@@ -59,21 +98,21 @@ pub async fn discover_profile(
     let credential_region = home.unwrap_or_else(|| partition.default_region.to_string());
     let config = match profile_config(profile, &credential_region, limits).await {
         Ok(config) => config,
-        Err(e) if !explicit || every_profile => return skipped(e),
-        Err(e) => return failed(e),
+        Err(e) if !explicit || every_profile => return Err(skipped(e)),
+        Err(e) => return Err(failed(e)),
     };
     let account = match caller_account(&config, profile, limits).await {
         Ok(account) => account,
         // With every profile of the config file, a stale one is a line, not a failure.
-        Err(e) if every_profile => return skipped(e),
-        Err(e) => return failed(e),
+        Err(e) if every_profile => return Err(skipped(e)),
+        Err(e) => return Err(failed(e)),
     };
     // A region outside the profile's partition would be asked with the wrong
     // credentials and signed for the wrong STS host: it fails on its own.
     let (regions, strangers): (Vec<String>, Vec<String>) = regions
         .into_iter()
         .partition(|r| partition_of(r).is_ok_and(|p| p.name == partition.name));
-    let mut results: Vec<SourceResult> = strangers
+    let strangers = strangers
         .iter()
         .map(|region| {
             let error = match partition_of(region) {
@@ -87,15 +126,201 @@ pub async fn discover_profile(
             SourceResult::failed(format!("eks/{label}/{region}"), error)
         })
         .collect();
-    progress.expect(regions.len());
-    let scans = regions
-        .iter()
-        .map(|region| progress.track(discover_region(&config, profile, &account, region, limits)));
-    results.extend(futures::future::join_all(scans).await);
+    Ok(Ready {
+        config,
+        account,
+        partition,
+        regions,
+        strangers,
+    })
+}
+
+/// Every region of one reach, concurrently.
+async fn scan_every_region(
+    config: &SdkConfig,
+    reach: &Reach<'_>,
+    regions: &[String],
+    context: &ScanContext<'_>,
+) -> Vec<SourceResult> {
+    context.progress.expect(regions.len());
+    let scans = regions.iter().map(|region| {
+        context
+            .progress
+            .track(discover_region(config, reach, region, context.limits))
+    });
+    futures::future::join_all(scans).await
+}
+
+/// One AWS profile across its regions. Its credentials are resolved in its home
+/// region and proven once (`sts:GetCallerIdentity`); when that fails, the profile
+/// has failed and none of its entries is pruned.
+pub async fn discover_profile(
+    profile: Option<&str>,
+    scan_regions: &[String],
+    every_profile: bool,
+    context: &ScanContext<'_>,
+) -> Discovered {
+    let ready = match ready(profile, scan_regions, every_profile, context).await {
+        Ok(ready) => ready,
+        Err(done) => return done,
+    };
+    let reach = Reach {
+        profile,
+        account: ready.account.clone(),
+        role: None,
+    };
+    let mut results = ready.strangers;
+    results.extend(scan_every_region(&ready.config, &reach, &ready.regions, context).await);
     Discovered {
         results,
         ..Discovered::default()
     }
+}
+
+/// Every ACTIVE account of the organization the profile can list
+/// (`organizations:ListAccounts`), each reached by assuming `role_name` in it and
+/// scanned across the regions. An account where the role cannot be assumed is
+/// reported and skipped; nothing of it is pruned.
+pub async fn discover_organization(
+    profile: Option<&str>,
+    scan_regions: &[String],
+    role_name: &str,
+    context: &ScanContext<'_>,
+) -> Discovered {
+    let ready = match ready(profile, scan_regions, false, context).await {
+        Ok(ready) => ready,
+        Err(done) => return done,
+    };
+    let label = profile_label(profile);
+    let accounts = match list_accounts(&ready.config, ready.partition, label, context.limits).await
+    {
+        Ok(accounts) => accounts,
+        Err(e) => return Discovered::failed(format!("eks/{label}/org"), e),
+    };
+    let per_account = accounts.iter().map(|account| {
+        let ready = &ready;
+        async move {
+            let arn = format!(
+                "arn:{}:iam::{account}:role/{role_name}",
+                ready.partition.name
+            );
+            let reach = Reach {
+                profile,
+                account: account.clone(),
+                role: Some((arn.clone(), role_name.to_string())),
+            };
+            match assume(&ready.config, &arn, label, context.limits).await {
+                Ok(config) => scan_every_region(&config, &reach, &ready.regions, context).await,
+                Err(e) => vec![SourceResult::failed(reach.source(), e)],
+            }
+        }
+    });
+    let scanned = futures::future::join_all(per_account).await;
+    let mut results = ready.strangers;
+    for found in scanned {
+        results.extend(found);
+    }
+    Discovered {
+        results,
+        ..Discovered::default()
+    }
+}
+
+/// The organization's ACTIVE accounts, all pages.
+async fn list_accounts(
+    config: &SdkConfig,
+    partition: &Partition,
+    label: &str,
+    limits: &Limits,
+) -> Result<Vec<String>> {
+    let client = aws_sdk_organizations::Client::from_conf(
+        aws_sdk_organizations::config::Builder::from(config)
+            .region(Region::new(partition.default_region.to_string()))
+            .build(),
+    );
+    let mut accounts = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let what = format!("organizations ListAccounts (profile {label})");
+        let page = limits
+            .call(&what, async {
+                Ok(client.list_accounts().set_next_token(next.clone()).send().await)
+            })
+            .await?
+            .map_err(|e| {
+                let detail = match (e.code(), e.message()) {
+                    (Some(code), Some(message)) => format!("{code}: {message}"),
+                    _ => aws_sdk_organizations::error::DisplayErrorContext(&e).to_string(),
+                };
+                Error::new(format!(
+                    "could not list the organization's accounts (profile {label})"
+                ))
+                .because(detail)
+                .hint(format!(
+                    "profile {label} needs organizations:ListAccounts in the management or a delegated administrator account"
+                ))
+            })?;
+        accounts.extend(
+            page.accounts()
+                .iter()
+                .filter(|a| {
+                    a.status() == Some(&aws_sdk_organizations::types::AccountStatus::Active)
+                        || a.state() == Some(&aws_sdk_organizations::types::AccountState::Active)
+                })
+                .filter_map(|a| a.id().map(str::to_string)),
+        );
+        next = page.next_token().map(str::to_string);
+        if next.is_none() {
+            return Ok(accounts);
+        }
+    }
+}
+
+/// Assumes `role_arn` with the profile's credentials: an `SdkConfig` signing as
+/// the role, for every region of the account.
+async fn assume(
+    config: &SdkConfig,
+    role_arn: &str,
+    label: &str,
+    limits: &Limits,
+) -> Result<SdkConfig> {
+    let sts = aws_sdk_sts::Client::new(config);
+    let what = format!("STS AssumeRole {role_arn} (profile {label})");
+    let answer = limits
+        .call(&what, async {
+            Ok(sts
+                .assume_role()
+                .role_arn(role_arn)
+                .role_session_name("fleetctx-sync")
+                .send()
+                .await)
+        })
+        .await?
+        .map_err(|e| {
+            let detail = match (e.code(), e.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                _ => aws_sdk_sts::error::DisplayErrorContext(&e).to_string(),
+            };
+            Error::new(format!("could not assume {role_arn} (profile {label})"))
+                .because(detail)
+                .hint("the role must exist in the account and trust the calling identity; the account was skipped and nothing of it pruned")
+        })?;
+    let session = answer.credentials().ok_or_else(|| {
+        Error::new(format!(
+            "STS answered AssumeRole for {role_arn} without credentials"
+        ))
+    })?;
+    let credentials = aws_credential_types::Credentials::new(
+        session.access_key_id(),
+        session.secret_access_key(),
+        Some(session.session_token().to_string()),
+        std::time::SystemTime::try_from(*session.expiration()).ok(),
+        "fleetctx-organizations",
+    );
+    Ok(config
+        .to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .build())
 }
 
 /// Every profile the aws CLI knows (`aws configure list-profiles`): the
@@ -254,13 +479,13 @@ fn eks_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt:
 /// one the account has not enabled: empty.
 pub async fn discover_region(
     config: &SdkConfig,
-    profile: Option<&str>,
-    account: &str,
+    reach: &Reach<'_>,
     region: &str,
     limits: &Limits,
 ) -> SourceResult {
-    let label = profile_label(profile);
-    let source = format!("eks/{label}/{region}");
+    let label = reach.who();
+    let label = label.as_str();
+    let source = format!("{}/{region}", reach.source());
     let client = aws_sdk_eks::Client::from_conf(
         aws_sdk_eks::config::Builder::from(config)
             .region(Region::new(region.to_string()))
@@ -327,10 +552,7 @@ pub async fn discover_region(
     for (name, answer) in described {
         match answer {
             Ok(Ok(out)) => {
-                if let Some(found) = out
-                    .cluster()
-                    .and_then(|c| found(c, profile, account, region, &source))
-                {
+                if let Some(found) = out.cluster().and_then(|c| found(c, reach, region, &source)) {
                     clusters.push(found);
                 }
             }
@@ -359,11 +581,11 @@ pub async fn discover_region(
 
 fn found(
     cluster: &aws_sdk_eks::types::Cluster,
-    profile: Option<&str>,
-    account: &str,
+    reach: &Reach<'_>,
     region: &str,
     source: &str,
 ) -> Option<Found> {
+    let profile = reach.profile;
     if !matches!(
         cluster.status(),
         Some(ClusterStatus::Active | ClusterStatus::Updating)
@@ -376,7 +598,7 @@ fn found(
         .arn()
         .and_then(|arn| arn.split(':').nth(4))
         .filter(|a| !a.is_empty())
-        .unwrap_or(account)
+        .unwrap_or(&reach.account)
         .to_string();
     let mut args: Vec<String> = ["token", "eks", "--cluster", &name, "--region", region]
         .iter()
@@ -387,6 +609,11 @@ fn found(
     }
     if let Some(profile) = profile {
         args.extend(["--profile".to_string(), profile.to_string()]);
+    }
+    let mut labels = Vec::new();
+    if let Some((arn, name)) = &reach.role {
+        args.extend(["--role-arn".to_string(), arn.clone()]);
+        labels.push(("role", name.clone()));
     }
     Some(Found {
         provider: "eks",
@@ -402,6 +629,6 @@ fn found(
             .map(str::to_string),
         token_args: args,
         shared_user: None,
-        labels: Vec::new(),
+        labels,
     })
 }

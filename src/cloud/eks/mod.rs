@@ -33,6 +33,10 @@ struct ScanArgs {
     /// without usable credentials is skipped with one line).
     #[arg(long)]
     eks_all_profiles: bool,
+    /// Scan every ACTIVE account of the organization (organizations:ListAccounts
+    /// with the profile's credentials), assuming this role in each.
+    #[arg(long, value_name = "ROLE_NAME")]
+    eks_org_role: Option<String>,
     /// An AWS region to scan (repeatable; default: every region of the profile's partition).
     #[arg(long = "eks-region", value_name = "REGION")]
     eks_regions: Vec<String>,
@@ -48,6 +52,7 @@ struct Settings {
     profiles: Vec<String>,
     #[serde(default)]
     all_profiles: bool,
+    org_role: Option<String>,
     #[serde(default)]
     regions: Vec<String>,
 }
@@ -90,6 +95,8 @@ struct EksScan {
     explicit: bool,
     /// `--eks-all-profiles`: a profile that cannot be used is skipped, not failed.
     every_profile: bool,
+    /// `--eks-org-role`: every account of the organization, through this role.
+    org_role: Option<String>,
 }
 
 impl Cloud for Eks {
@@ -101,8 +108,13 @@ impl Cloud for Eks {
         "account"
     }
 
-    fn default_template(&self) -> &'static str {
-        "eks_{profile}_{region}_{name}"
+    fn default_template(&self, found: &crate::discovery::Found) -> &'static str {
+        // Through Organizations, one profile reaches many accounts: name them.
+        if found.labels.iter().any(|(key, _)| *key == "role") {
+            "eks_{account}_{role}_{region}_{name}"
+        } else {
+            "eks_{profile}_{region}_{name}"
+        }
     }
 
     fn cache_kinds(&self) -> &'static [&'static str] {
@@ -131,15 +143,18 @@ impl Cloud for Eks {
                 enabled: true,
                 profiles: Vec::new(),
                 all_profiles: false,
+                org_role: None,
                 regions: Vec::new(),
             },
         };
         if !settings.enabled {
             return Ok(None);
         }
+        let org_role = flags.eks_org_role.or(settings.org_role);
         let every_profile =
             flags.eks_all_profiles || (flags.eks_profiles.is_empty() && settings.all_profiles);
         let explicit = every_profile
+            || org_role.is_some()
             || !flags.eks_profiles.is_empty()
             || !flags.eks_regions.is_empty()
             || !settings.profiles.is_empty()
@@ -167,6 +182,7 @@ impl Cloud for Eks {
             regions,
             explicit,
             every_profile,
+            org_role,
         })))
     }
 
@@ -194,13 +210,27 @@ impl Scan for EksScan {
 
     fn discover<'a>(&'a self, context: &'a ScanContext<'a>) -> Scanning<'a> {
         Box::pin(async move {
-            let per_profile = self.profiles.iter().map(|profile| {
-                discovery::discover_profile(
-                    profile.as_deref(),
-                    &self.regions,
-                    self.every_profile,
-                    context,
-                )
+            let per_profile = self.profiles.iter().map(|profile| async move {
+                match &self.org_role {
+                    Some(role) => {
+                        discovery::discover_organization(
+                            profile.as_deref(),
+                            &self.regions,
+                            role,
+                            context,
+                        )
+                        .await
+                    }
+                    None => {
+                        discovery::discover_profile(
+                            profile.as_deref(),
+                            &self.regions,
+                            self.every_profile,
+                            context,
+                        )
+                        .await
+                    }
+                }
             });
             let mut all = Discovered {
                 scanned: true,

@@ -111,7 +111,7 @@ impl Cloud for Gke {
         "project"
     }
 
-    fn default_template(&self) -> &'static str {
+    fn default_template(&self, _: &crate::discovery::Found) -> &'static str {
         "gke_{project}_{location}_{name}"
     }
 
