@@ -321,3 +321,203 @@ fn every_account_of_the_organization_through_its_role_and_kubectl_reaches_them()
         "a failed account prunes nothing"
     );
 }
+
+fn rfc3339_in(secs: i64) -> String {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + secs;
+    run(std::process::Command::new("date").args([
+        "-u",
+        "-d",
+        &format!("@{at}"),
+        "+%Y-%m-%dT%H:%M:%SZ",
+    ]))
+    .ok()
+    .stdout
+    .trim()
+    .to_string()
+}
+
+/// What `aws sso login --sso-session corp` leaves behind: the session in the
+/// config file and the cached login under `~/.aws/sso/cache`.
+fn sso_login(fleet: &mut Fleet, expires_in: i64, refresh: bool) -> std::path::PathBuf {
+    let google = fleet.fakes.url("google");
+    fleet
+        .world
+        .set("AWS_ENDPOINT_URL_SSO", format!("{google}/sso"))
+        .set("AWS_ENDPOINT_URL_SSO_OIDC", format!("{google}/oidc"));
+    let mut config = std::fs::read_to_string(fleet.world.path("aws-config")).unwrap();
+    if !config.contains("sso-session corp") {
+        config.push_str("\n[sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\nsso_region = us-east-1\nsso_registration_scopes = sso:account:access\n");
+        std::fs::write(fleet.world.path("aws-config"), config).unwrap();
+    }
+    use sha1::Digest;
+    let name: String = sha1::Sha1::digest(b"corp")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let dir = fleet.world.path("home/.aws/sso/cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{name}.json"));
+    let mut login = json!({
+        "startUrl": "https://corp.awsapps.com/start",
+        "region": "us-east-1",
+        "accessToken": "fake-sso-login-1",
+        "expiresAt": rfc3339_in(expires_in),
+        "clientId": "fake-client-id",
+        "clientSecret": "fake-client-secret",
+        "registrationExpiresAt": rfc3339_in(86400 * 30),
+    });
+    if refresh {
+        login["refreshToken"] = json!("fake-refresh-1");
+    }
+    std::fs::write(&file, login.to_string()).unwrap();
+    http_json(
+        "POST",
+        &google,
+        "/_sso/setup",
+        Some(json!({
+            "access_token": "fake-sso-login-1",
+            "expires_in": if expires_in > 0 { 3600 } else { 0 },
+            "refresh_token": "fake-refresh-1",
+            "accounts": [
+                {"id": "111111111111", "name": "prod", "roles": ["Admin", "ReadOnly"]},
+                {"id": "222222222222", "name": "dev", "roles": ["Admin"]},
+                {"id": "333333333333", "name": "sandbox", "roles": ["ReadOnly"]},
+            ],
+        })),
+    );
+    file
+}
+
+#[test]
+fn an_sso_session_reaches_every_account_and_role_and_kubectl_signs_as_each() {
+    needs!("kubectl");
+    let Some(mut fleet) = Fleet::start() else {
+        return;
+    };
+    for (account, name) in [("111111111111", "p1"), ("222222222222", "d1")] {
+        http_json(
+            "POST",
+            &fleet.fakes.url("google"),
+            "/_eks/create",
+            Some(json!({"account": account, "region": "us-east-1", "name": name})),
+        );
+    }
+    sso_login(&mut fleet, 3600, true);
+    let ran = sync(
+        &fleet,
+        &[
+            "--eks-sso-session",
+            "corp",
+            "--eks-region",
+            "us-east-1",
+            "--no-gke",
+        ],
+    );
+    assert_eq!(ran.status, 0, "{}", ran.stderr);
+    let expected = [
+        "eks_111111111111_Admin_us-east-1_p1",
+        "eks_111111111111_ReadOnly_us-east-1_p1",
+        "eks_222222222222_Admin_us-east-1_d1",
+    ];
+    assert_eq!(fleet.contexts(), expected, "{}", ran.stderr);
+    for context in expected {
+        let got = fleet.kubectl(&["--context", context, "get", "ns"]);
+        assert_eq!(got.status, 0, "{context}: {}", got.stderr);
+    }
+    let listed = fleet.fakes.stats()["sso"].clone();
+    assert!(
+        listed["ListAccounts"].as_u64().unwrap() >= 2,
+        "paged: {listed}"
+    );
+
+    // --eks-sso-role keeps only the named permission sets.
+    let only = sync(
+        &fleet,
+        &[
+            "--eks-sso-session",
+            "corp",
+            "--eks-sso-role",
+            "ReadOnly",
+            "--eks-region",
+            "us-east-1",
+            "--no-gke",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    )
+    .ok()
+    .json();
+    let sources: Vec<&str> = only["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            "eks/sso/corp/111111111111/ReadOnly/us-east-1",
+            "eks/sso/corp/333333333333/ReadOnly/us-east-1"
+        ],
+        "{only}"
+    );
+    // Like a profile left out, a permission set left out is not gone: its entries stay.
+    assert_eq!(only["changes"], json!([]), "{only}");
+}
+
+#[test]
+fn an_expired_sso_login_is_refreshed_or_is_one_clear_error_that_prunes_nothing() {
+    let Some(mut fleet) = Fleet::start() else {
+        return;
+    };
+    http_json(
+        "POST",
+        &fleet.fakes.url("google"),
+        "/_eks/create",
+        Some(json!({"account": "111111111111", "region": "us-east-1", "name": "p1"})),
+    );
+    let args = [
+        "--eks-sso-session",
+        "corp",
+        "--eks-region",
+        "us-east-1",
+        "--no-gke",
+    ];
+    // Expired, with a refresh token: SSO-OIDC refreshes it, as the aws CLI would.
+    let file = sso_login(&mut fleet, -60, true);
+    let ran = sync(&fleet, &args);
+    assert_eq!(ran.status, 0, "{}", ran.stderr);
+    assert!(
+        fleet.fakes.stats()["sso"]["CreateToken"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    );
+    let refreshed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_ne!(refreshed["accessToken"], "fake-sso-login-1");
+    let before = fleet.read();
+    assert!(before.contains("eks_111111111111_Admin_us-east-1_p1"));
+
+    // Expired for good: one clear error, exit 3, nothing pruned.
+    sso_login(&mut fleet, -60, false);
+    let ran = sync(&fleet, &args);
+    assert_eq!(ran.status, 3, "{}", ran.stderr);
+    let errors: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("aws sso login --sso-session corp"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(fleet.read(), before);
+}

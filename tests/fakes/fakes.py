@@ -585,6 +585,7 @@ class State:
             self.aws_disabled_regions = set()
             self.aws_revoked_keys = set()  # access key ids every AWS call rejects
             self.aws_denied_roles = set()  # role ARNs AssumeRole refuses
+            self.sso = {"accounts": [], "tokens": {}, "refresh_tokens": set(), "page_size": 2}
             self.aws_fail_regions = {}  # region -> HTTP status
             self.stats = {
                 "token_requests": 0,
@@ -599,6 +600,7 @@ class State:
                 "google_api_identities": {},
                 "eks": {},
                 "eks_regions": {},
+                "sso": {},
             }
 
     def bump(self, key, sub=None):
@@ -1260,6 +1262,8 @@ class GoogleHandler(BaseHandler):
         m = CONTAINER_GET_RE.match(path)
         if m:
             return self.container(m.group(1), m.group(2), m.group(3))
+        if path.startswith("/sso/"):
+            return self.sso_portal(path[len("/sso"):], query)
         if path == "/v3/projects:search":
             return self.rm_search(query)
         m = RM_GET_RE.match(path)
@@ -1273,6 +1277,10 @@ class GoogleHandler(BaseHandler):
         body = self.read_body()
         if path == "/token":
             return self.token(body)
+        if path == "/oidc/token":
+            return self.oidc_token(body)
+        if path == "/_sso/setup":
+            return self.sso_setup(body)
         m = GAT_RE.match(path)
         if m:
             return self.generate_access_token(m.group(1), body)
@@ -1296,6 +1304,97 @@ class GoogleHandler(BaseHandler):
                 return self.send_json(400, {"error": str(e)})
             return self.send_json(200, out)
         return self.send_json(404, rpc_error(404, f"no route POST {path}"))
+
+    # -- IAM Identity Center: the SSO portal and SSO-OIDC ----------------------
+    def sso_error(self, status, kind, message):
+        return self.send_json(status, {"message": message}, [("x-amzn-ErrorType", kind)])
+
+    def sso_setup(self, body):
+        """`{"access_token", "expires_in", "refresh_token", "page_size", "accounts":
+        [{"id", "name", "email", "roles": [...]}]}`: what one SSO login sees."""
+        req = json.loads(body or b"{}")
+        with STATE.lock:
+            sso = STATE.sso
+            if "accounts" in req:
+                sso["accounts"] = [
+                    {"accountId": str(a["id"]), "accountName": a.get("name", str(a["id"])),
+                     "emailAddress": a.get("email", f"{a['id']}@example.com"),
+                     "roles": list(a.get("roles", []))}
+                    for a in req["accounts"]]
+            if "access_token" in req:
+                sso["tokens"][req["access_token"]] = time.time() + int(req.get("expires_in", 3600))
+            if "refresh_token" in req:
+                sso["refresh_tokens"].add(req["refresh_token"])
+            if "page_size" in req:
+                sso["page_size"] = int(req["page_size"])
+            if req.get("expire_all"):
+                for t in sso["tokens"]:
+                    sso["tokens"][t] = 0
+        return self.send_json(200, {"ok": True})
+
+    def sso_portal(self, path, query):
+        """GET /assignment/accounts, /assignment/roles, /federation/credentials, as
+        the real portal (rest-json, `x-amz-sso_bearer_token`). Credentials are ones
+        moto issued for the account (AssumeRole of the role there), so the API
+        server fake can check every signature."""
+        op = {"/assignment/accounts": "ListAccounts", "/assignment/roles": "ListAccountRoles",
+              "/federation/credentials": "GetRoleCredentials"}.get(path)
+        if op is None:
+            return self.sso_error(404, "ResourceNotFoundException", f"no route {path}")
+        STATE.bump("sso", op)
+        STATE.api_delay()
+        token = self.headers.get("x-amz-sso_bearer_token", "")
+        with STATE.lock:
+            expires = STATE.sso["tokens"].get(token)
+            accounts = json.loads(json.dumps(STATE.sso["accounts"]))
+            page_size = STATE.sso["page_size"]
+        if expires is None or expires < time.time():
+            return self.sso_error(401, "UnauthorizedException", "Session token not found or invalid")
+        one = lambda k: (query.get(k) or [""])[0]
+        def page(items, key):
+            start = int(one("next_token") or 0)
+            size = min(int(one("max_result") or page_size), page_size)
+            out = {key: items[start:start + size]}
+            if start + size < len(items):
+                out["nextToken"] = str(start + size)
+            return self.send_json(200, out)
+        if op == "ListAccounts":
+            return page([{k: a[k] for k in ("accountId", "accountName", "emailAddress")}
+                         for a in accounts], "accountList")
+        account = next((a for a in accounts if a["accountId"] == one("account_id")), None)
+        if account is None:
+            return self.sso_error(403, "ForbiddenException", "No access")
+        if op == "ListAccountRoles":
+            return page([{"roleName": r, "accountId": account["accountId"]}
+                         for r in account["roles"]], "roleList")
+        role = one("role_name")
+        if role not in account["roles"]:
+            return self.sso_error(403, "ForbiddenException", "No access")
+        import boto3
+        sts = boto3.client("sts", endpoint_url=STATE.moto_url, region_name="us-east-1",
+                           aws_access_key_id="AKIAFAKESSOPORTAL001",
+                           aws_secret_access_key="portal")
+        creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account['accountId']}:role/{role}",
+                                RoleSessionName="sso-portal")["Credentials"]
+        return self.send_json(200, {"roleCredentials": {
+            "accessKeyId": creds["AccessKeyId"], "secretAccessKey": creds["SecretAccessKey"],
+            "sessionToken": creds["SessionToken"],
+            "expiration": int(creds["Expiration"].timestamp() * 1000)}})
+
+    def oidc_token(self, body):
+        """SSO-OIDC CreateToken with grant_type refresh_token (what refreshes an
+        `aws sso login` token)."""
+        STATE.bump("sso", "CreateToken")
+        req = json.loads(body or b"{}")
+        with STATE.lock:
+            known = req.get("refreshToken") in STATE.sso["refresh_tokens"]
+            if known and req.get("grantType") == "refresh_token":
+                access = "fake-sso-" + secrets.token_hex(12)
+                STATE.sso["tokens"][access] = time.time() + 3600
+        if not known:
+            return self.sso_error(400, "InvalidGrantException", "Invalid refresh token")
+        return self.send_json(200, {"accessToken": access, "expiresIn": 3600,
+                                    "tokenType": "Bearer", "refreshToken": req["refreshToken"]})
 
     # -- Container API v1 / Resource Manager v3 -------------------------------
     def google_api_auth(self):
@@ -1881,6 +1980,7 @@ def main(argv=None):
             print(f"fakes: moto failed to start: {moto_box['error']!r}", file=sys.stderr)
             return 1
         STATE.moto_enabled = True
+        STATE.moto_url = moto_box["url"]
         info["moto"] = moto_box["url"]
     info.update({
         "ca_file": ca_file,

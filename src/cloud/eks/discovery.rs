@@ -25,8 +25,22 @@ use crate::cloud::{Discovered, ScanContext};
 pub struct Reach<'a> {
     pub profile: Option<&'a str>,
     pub account: String,
-    /// The role's ARN and name, for an account reached through Organizations.
-    pub role: Option<(String, String)>,
+    pub via: Via,
+}
+
+/// Which credentials sign in the account.
+#[derive(Clone, Debug)]
+pub enum Via {
+    /// The profile's own.
+    Profile,
+    /// A role assumed with the profile's credentials (Organizations): ARN, name.
+    Role(String, String),
+    /// An SSO session's permission set in the account.
+    Sso {
+        session: String,
+        role: String,
+        account_name: String,
+    },
 }
 
 impl Reach<'_> {
@@ -34,19 +48,24 @@ impl Reach<'_> {
         profile_label(self.profile)
     }
 
-    /// `eks/PROFILE`, or `eks/PROFILE/org/ACCOUNT/ROLE` for an assumed role.
+    /// `eks/PROFILE`, `eks/PROFILE/org/ACCOUNT/ROLE` for an assumed role, or
+    /// `eks/sso/SESSION/ACCOUNT/ROLE`.
     fn source(&self) -> String {
-        match &self.role {
-            Some((_, name)) => format!("eks/{}/org/{}/{name}", self.label(), self.account),
-            None => format!("eks/{}", self.label()),
+        match &self.via {
+            Via::Profile => format!("eks/{}", self.label()),
+            Via::Role(_, name) => format!("eks/{}/org/{}/{name}", self.label(), self.account),
+            Via::Sso { session, role, .. } => format!("eks/sso/{session}/{}/{role}", self.account),
         }
     }
 
     /// Names the identity in messages.
     fn who(&self) -> String {
-        match &self.role {
-            Some((arn, _)) => format!("profile {} as {arn}", self.label()),
-            None => format!("profile {}", self.label()),
+        match &self.via {
+            Via::Profile => format!("profile {}", self.label()),
+            Via::Role(arn, _) => format!("profile {} as {arn}", self.label()),
+            Via::Sso { session, role, .. } => {
+                format!("SSO session {session} as {role} in {}", self.account)
+            }
         }
     }
 }
@@ -167,7 +186,7 @@ pub async fn discover_profile(
     let reach = Reach {
         profile,
         account: ready.account.clone(),
-        role: None,
+        via: Via::Profile,
     };
     let mut results = ready.strangers;
     results.extend(scan_every_region(&ready.config, &reach, &ready.regions, context).await);
@@ -207,7 +226,7 @@ pub async fn discover_organization(
             let reach = Reach {
                 profile,
                 account: account.clone(),
-                role: Some((arn.clone(), role_name.to_string())),
+                via: Via::Role(arn.clone(), role_name.to_string()),
             };
             match assume(&ready.config, &arn, label, context.limits).await {
                 Ok(config) => scan_every_region(&config, &reach, &ready.regions, context).await,
@@ -218,6 +237,96 @@ pub async fn discover_organization(
     let scanned = futures::future::join_all(per_account).await;
     let mut results = ready.strangers;
     for found in scanned {
+        results.extend(found);
+    }
+    Discovered {
+        results,
+        ..Discovered::default()
+    }
+}
+
+/// Every account and permission set an SSO session reaches, each scanned with
+/// its role credentials across the regions (those of the session's partition
+/// unless named). An expired login fails the session; nothing of it is pruned.
+pub async fn discover_sso(
+    session_name: &str,
+    roles: &[String],
+    scan_regions: &[String],
+    context: &ScanContext<'_>,
+) -> Discovered {
+    let failed = |e: Error| Discovered::failed(format!("eks/sso/{session_name}"), e);
+    let session = match super::sso::session(session_name) {
+        Ok(session) => session,
+        Err(e) => return failed(e),
+    };
+    let partition = match partition_of(&session.region) {
+        Ok(p) => p,
+        Err(e) => return failed(e),
+    };
+    let regions: Vec<String> = if scan_regions.is_empty() {
+        partition.regions.iter().map(|r| r.to_string()).collect()
+    } else {
+        scan_regions.to_vec()
+    };
+    let client = super::sso::client_config(&session).await;
+    let token = match super::sso::access_token(&session, &client).await {
+        Ok(token) => token,
+        Err(e) => return failed(e),
+    };
+    let assignments =
+        match super::sso::assignments(&session, &token, &client, roles, context.limits).await {
+            Ok(found) => found,
+            Err(e) => return failed(e),
+        };
+    let per_role =
+        assignments.iter().map(|a| {
+            let (session, regions) = (&session, &regions);
+            async move {
+                let reach = Reach {
+                    profile: None,
+                    account: a.account_id.clone(),
+                    via: Via::Sso {
+                        session: session.name.clone(),
+                        role: a.role.clone(),
+                        account_name: a.account_name.clone(),
+                    },
+                };
+                let provider = super::sso::role_provider(session, &a.account_id, &a.role);
+                let what = format!("sso GetRoleCredentials {} {}", a.account_id, a.role);
+                let credentials =
+                    context
+                        .limits
+                        .call(&what, async {
+                            provider.provide_credentials().await.map_err(|e| {
+                                Error::new(format!(
+                            "could not get credentials for {} in account {} (SSO session {})",
+                            a.role, a.account_id, session.name
+                        ))
+                        .cause(e)
+                        .hint(format!("run `aws sso login --sso-session {}`", session.name))
+                            })
+                        })
+                        .await;
+                match credentials {
+                    Ok(credentials) => {
+                        let config = aws_config::defaults(BehaviorVersion::latest())
+                            .region(Region::new(session.region.clone()))
+                            .credentials_provider(SharedCredentialsProvider::new(credentials))
+                            .retry_config(
+                                RetryConfig::adaptive()
+                                    .with_max_attempts(5)
+                                    .with_initial_backoff(Duration::from_millis(200)),
+                            )
+                            .load()
+                            .await;
+                        scan_every_region(&config, &reach, regions, context).await
+                    }
+                    Err(e) => vec![SourceResult::failed(reach.source(), e)],
+                }
+            }
+        });
+    let mut results = Vec::new();
+    for found in futures::future::join_all(per_role).await {
         results.extend(found);
     }
     Discovered {
@@ -611,9 +720,28 @@ fn found(
         args.extend(["--profile".to_string(), profile.to_string()]);
     }
     let mut labels = Vec::new();
-    if let Some((arn, name)) = &reach.role {
-        args.extend(["--role-arn".to_string(), arn.clone()]);
-        labels.push(("role", name.clone()));
+    match &reach.via {
+        Via::Profile => {}
+        Via::Role(arn, name) => {
+            args.extend(["--role-arn".to_string(), arn.clone()]);
+            labels.push(("role", name.clone()));
+        }
+        Via::Sso {
+            session,
+            role,
+            account_name,
+        } => {
+            args.extend([
+                "--sso-session".to_string(),
+                session.clone(),
+                "--account-id".to_string(),
+                reach.account.clone(),
+                "--role-name".to_string(),
+                role.clone(),
+            ]);
+            labels.push(("role", role.clone()));
+            labels.push(("account_name", account_name.clone()));
+        }
     }
     Some(Found {
         provider: "eks",
@@ -621,7 +749,10 @@ fn found(
         name,
         location: region.to_string(),
         owner: account,
-        profile: Some(profile_label(profile).to_string()),
+        profile: match reach.via {
+            Via::Sso { .. } => None,
+            _ => Some(profile_label(profile).to_string()),
+        },
         server,
         ca_data: cluster
             .certificate_authority()

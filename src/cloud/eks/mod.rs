@@ -7,6 +7,7 @@
 
 mod discovery;
 mod partition;
+mod sso;
 mod token;
 
 use clap::{ArgMatches, Args, Command, CommandFactory, FromArgMatches, Parser};
@@ -37,6 +38,13 @@ struct ScanArgs {
     /// with the profile's credentials), assuming this role in each.
     #[arg(long, value_name = "ROLE_NAME")]
     eks_org_role: Option<String>,
+    /// An IAM Identity Center session to scan: every account and permission set
+    /// its login (`aws sso login --sso-session NAME`) reaches (repeatable).
+    #[arg(long = "eks-sso-session", value_name = "NAME")]
+    eks_sso_sessions: Vec<String>,
+    /// Keep only these permission sets of the SSO sessions (repeatable).
+    #[arg(long = "eks-sso-role", value_name = "NAME")]
+    eks_sso_roles: Vec<String>,
     /// An AWS region to scan (repeatable; default: every region of the profile's partition).
     #[arg(long = "eks-region", value_name = "REGION")]
     eks_regions: Vec<String>,
@@ -53,6 +61,10 @@ struct Settings {
     #[serde(default)]
     all_profiles: bool,
     org_role: Option<String>,
+    #[serde(default)]
+    sso_sessions: Vec<String>,
+    #[serde(default)]
+    sso_roles: Vec<String>,
     #[serde(default)]
     regions: Vec<String>,
 }
@@ -80,8 +92,18 @@ struct TokenArgs {
     #[arg(long, value_name = "PROFILE")]
     profile: Option<String>,
     /// Assume this role first and sign with its session (cached too).
-    #[arg(long, value_name = "ARN")]
+    #[arg(long, value_name = "ARN", conflicts_with = "sso_session")]
     role_arn: Option<String>,
+    /// Sign with an IAM Identity Center permission set: the session's cached
+    /// login (`aws sso login --sso-session NAME`), with --account-id and --role-name.
+    #[arg(long, value_name = "NAME", requires_all = ["account_id", "role_name"], conflicts_with = "profile")]
+    sso_session: Option<String>,
+    /// The account of the SSO permission set.
+    #[arg(long, value_name = "ID", requires = "sso_session")]
+    account_id: Option<String>,
+    /// The SSO permission set (role name).
+    #[arg(long, value_name = "NAME", requires = "sso_session")]
+    role_name: Option<String>,
     #[command(flatten)]
     cache: CacheArgs,
 }
@@ -97,6 +119,9 @@ struct EksScan {
     every_profile: bool,
     /// `--eks-org-role`: every account of the organization, through this role.
     org_role: Option<String>,
+    /// IAM Identity Center sessions, and the permission sets to keep.
+    sso_sessions: Vec<String>,
+    sso_roles: Vec<String>,
 }
 
 impl Cloud for Eks {
@@ -118,7 +143,7 @@ impl Cloud for Eks {
     }
 
     fn cache_kinds(&self) -> &'static [&'static str] {
-        &["eks", "aws-role"]
+        &["eks", "aws-role", "aws-sso"]
     }
 
     fn scan_args(&self, command: Command) -> Command {
@@ -144,6 +169,8 @@ impl Cloud for Eks {
                 profiles: Vec::new(),
                 all_profiles: false,
                 org_role: None,
+                sso_sessions: Vec::new(),
+                sso_roles: Vec::new(),
                 regions: Vec::new(),
             },
         };
@@ -151,10 +178,21 @@ impl Cloud for Eks {
             return Ok(None);
         }
         let org_role = flags.eks_org_role.or(settings.org_role);
+        let sso_sessions = if flags.eks_sso_sessions.is_empty() {
+            settings.sso_sessions
+        } else {
+            flags.eks_sso_sessions
+        };
+        let sso_roles = if flags.eks_sso_roles.is_empty() {
+            settings.sso_roles
+        } else {
+            flags.eks_sso_roles
+        };
         let every_profile =
             flags.eks_all_profiles || (flags.eks_profiles.is_empty() && settings.all_profiles);
         let explicit = every_profile
             || org_role.is_some()
+            || !sso_sessions.is_empty()
             || !flags.eks_profiles.is_empty()
             || !flags.eks_regions.is_empty()
             || !settings.profiles.is_empty()
@@ -173,8 +211,11 @@ impl Cloud for Eks {
         };
         Ok(Some(Box::new(EksScan {
             // The profile the aws CLI would use is recorded, so the entries sign
-            // as it later, whatever kubectl's environment says.
-            profiles: if profiles.is_empty() {
+            // as it later, whatever kubectl's environment says. Naming only SSO
+            // sessions scans only them.
+            profiles: if profiles.is_empty() && !sso_sessions.is_empty() {
+                Vec::new()
+            } else if profiles.is_empty() {
                 vec![token::env_profile()]
             } else {
                 profiles.into_iter().map(Some).collect()
@@ -183,6 +224,8 @@ impl Cloud for Eks {
             explicit,
             every_profile,
             org_role,
+            sso_sessions,
+            sso_roles,
         })))
     }
 
@@ -198,6 +241,11 @@ impl Cloud for Eks {
             region: args.region,
             profile: args.profile,
             role_arn: args.role_arn,
+            sso: args.sso_session.map(|session| token::SsoRole {
+                session,
+                account_id: args.account_id.unwrap_or_default(),
+                role_name: args.role_name.unwrap_or_default(),
+            }),
         };
         crate::token::credential(&source, &args.cache.options())
     }
@@ -232,11 +280,19 @@ impl Scan for EksScan {
                     }
                 }
             });
+            let per_session = self.sso_sessions.iter().map(|session| {
+                discovery::discover_sso(session, &self.sso_roles, &self.regions, context)
+            });
+            let (profiles, sessions) = futures::future::join(
+                futures::future::join_all(per_profile),
+                futures::future::join_all(per_session),
+            )
+            .await;
             let mut all = Discovered {
                 scanned: true,
                 ..Discovered::default()
             };
-            for found in futures::future::join_all(per_profile).await {
+            for found in profiles.into_iter().chain(sessions) {
                 all.results.extend(found.results);
                 all.skipped.extend(found.skipped);
             }

@@ -41,6 +41,16 @@ pub struct EksToken {
     pub region: String,
     pub profile: Option<String>,
     pub role_arn: Option<String>,
+    /// An IAM Identity Center permission set to sign with instead of a profile.
+    pub sso: Option<SsoRole>,
+}
+
+/// `--sso-session S --account-id A --role-name N`.
+#[derive(Clone, Debug)]
+pub struct SsoRole {
+    pub session: String,
+    pub account_id: String,
+    pub role_name: String,
 }
 
 /// The presigned `GetCallerIdentity` URL that is the token's payload.
@@ -261,7 +271,61 @@ impl EksToken {
         role_arn: &str,
         context: &MintContext<'_>,
     ) -> Result<Credentials> {
-        let key = self.role_key(role_arn);
+        let identity = format!("role {role_arn} via profile {}", self.profile_label());
+        self.session_credentials(self.role_key(role_arn), identity, context, async {
+            let base = self.base_provider().await?;
+            self.assume_role(base, role_arn, context.options.timeout)
+                .await
+        })
+        .await
+    }
+
+    /// An SSO permission set's credentials (`sso:GetRoleCredentials` with the
+    /// session's cached login), cached like assumed-role sessions. The key covers
+    /// the login's file, so a new `aws sso login` is a new identity.
+    async fn sso_credentials(
+        &self,
+        sso: &SsoRole,
+        context: &MintContext<'_>,
+    ) -> Result<Credentials> {
+        let key = KeyBuilder::new("aws-sso")
+            .part("session", Some(&sso.session))
+            .part("account", Some(&sso.account_id))
+            .part("role", Some(&sso.role_name))
+            .file("login", super::sso::token_file(&sso.session).as_deref())
+            .env("AWS_CONFIG_FILE")
+            .env("AWS_ENDPOINT_URL_SSO")
+            .finish();
+        let identity = format!(
+            "{} in account {} via SSO session {}",
+            sso.role_name, sso.account_id, sso.session
+        );
+        self.session_credentials(key, identity, context, async {
+            let session = super::sso::session(&sso.session)?;
+            super::sso::role_provider(&session, &sso.account_id, &sso.role_name)
+                .provide_credentials()
+                .await
+                .map_err(|e| {
+                    Error::new(format!(
+                        "could not get credentials for {} in account {} (SSO session {})",
+                        sso.role_name, sso.account_id, sso.session
+                    ))
+                    .cause(e)
+                    .hint(format!("run `aws sso login --sso-session {}`", sso.session))
+                })
+        })
+        .await
+    }
+
+    /// Temporary credentials from the cache while they outlive a whole token,
+    /// else from `fetch`, once across processes (the key's lock), then cached.
+    async fn session_credentials(
+        &self,
+        key: CacheKey,
+        identity: String,
+        context: &MintContext<'_>,
+        fetch: impl Future<Output = Result<Credentials>>,
+    ) -> Result<Credentials> {
         let cache = context.cache;
         let cached = || {
             let usable_until = cache::now() + ROLE_SESSION_MIN_LEFT_SECS;
@@ -276,18 +340,15 @@ impl EksToken {
             c.lock_or_warn(
                 &key,
                 context.options.lock_timeout,
-                &format!("the session for role {role_arn}"),
+                &format!("the session for {identity}"),
             )
         });
         if let Some(credentials) = cached() {
             return Ok(credentials);
         }
-        let timeout = context.options.timeout;
-        let base = self.base_provider().await?;
-        let credentials = self.assume_role(base, role_arn, timeout).await?;
+        let credentials = fetch.await?;
         if let Some(cache) = cache {
             let expires_at = expiry_secs(&credentials).unwrap_or(cache::now() + 900);
-            let identity = format!("role {role_arn} via profile {}", self.profile_label());
             let entry = Entry::new(
                 &key,
                 identity,
@@ -345,10 +406,29 @@ impl TokenSource for EksToken {
             .part("cluster-id", self.cluster_id.as_deref())
             .part("region", Some(&self.region))
             .part("role-arn", self.role_arn.as_deref())
+            .part("sso-session", self.sso.as_ref().map(|s| s.session.as_str()))
+            .part(
+                "sso-account",
+                self.sso.as_ref().map(|s| s.account_id.as_str()),
+            )
+            .part("sso-role", self.sso.as_ref().map(|s| s.role_name.as_str()))
+            .file(
+                "sso-login",
+                self.sso
+                    .as_ref()
+                    .and_then(|s| super::sso::token_file(&s.session))
+                    .as_deref(),
+            )
             .finish()
     }
 
     fn identity(&self) -> String {
+        if let Some(sso) = &self.sso {
+            return format!(
+                "cluster {} in {} as {} in account {} via SSO session {}",
+                self.cluster, self.region, sso.role_name, sso.account_id, sso.session
+            );
+        }
         let mut who = format!(
             "cluster {} in {} via profile {}",
             self.cluster,
@@ -363,8 +443,16 @@ impl TokenSource for EksToken {
 
     async fn mint(&self, context: &MintContext<'_>) -> Result<Minted> {
         let timeout = context.options.timeout;
-        let credentials = match &self.role_arn {
-            Some(role_arn) => {
+        let credentials = match (&self.sso, &self.role_arn) {
+            (Some(sso), _) => {
+                within(
+                    timeout * 2,
+                    &format!("getting SSO credentials for {}", sso.role_name),
+                    self.sso_credentials(sso, context),
+                )
+                .await?
+            }
+            (None, Some(role_arn)) => {
                 within(
                     timeout * 2,
                     &format!("assuming role {role_arn}"),
@@ -372,7 +460,7 @@ impl TokenSource for EksToken {
                 )
                 .await?
             }
-            None => {
+            (None, None) => {
                 let what = format!("loading AWS credentials (profile {})", self.profile_label());
                 within(timeout, &what, async {
                     self.base_provider()
