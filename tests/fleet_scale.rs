@@ -524,20 +524,40 @@ fn an_expired_sso_login_is_refreshed_or_is_one_clear_error_that_prunes_nothing()
 
 #[test]
 fn the_sso_token_path_caches_role_credentials_until_a_new_login() {
-    let Some(mut fleet) = Fleet::start() else { return };
+    let Some(mut fleet) = Fleet::start() else {
+        return;
+    };
     let file = sso_login(&mut fleet, 3600, true);
     let token = |cluster: &str| {
         run(&mut fleet.world.fleetctx(&[
-            "token", "eks", "--cluster", cluster, "--region", "us-east-1", "--sso-session", "corp",
-            "--account-id", "111111111111", "--role-name", "Admin",
+            "token",
+            "eks",
+            "--cluster",
+            cluster,
+            "--region",
+            "us-east-1",
+            "--sso-session",
+            "corp",
+            "--account-id",
+            "111111111111",
+            "--role-name",
+            "Admin",
         ]))
         .ok()
         .token()
     };
-    let fetched = || fleet.fakes.stats()["sso"]["GetRoleCredentials"].as_u64().unwrap_or(0);
+    let fetched = || {
+        fleet.fakes.stats()["sso"]["GetRoleCredentials"]
+            .as_u64()
+            .unwrap_or(0)
+    };
     let first = token("p1");
     token("p2");
-    assert_eq!(fetched(), 1, "a second cluster reuses the cached role credentials");
+    assert_eq!(
+        fetched(),
+        1,
+        "a second cluster reuses the cached role credentials"
+    );
     let (host, _, params) = url_parts(&eks_url(&first));
     assert_eq!(host, "sts.us-east-1.amazonaws.com");
     assert!(param(&params, "X-Amz-Security-Token").is_some());

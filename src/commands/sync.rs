@@ -70,6 +70,7 @@ pub enum Report {
 /// `sync` with every cloud's flags, and a `--no-NAME` for each.
 pub fn with_cloud_flags(mut command: clap::Command) -> clap::Command {
     for cloud in CLOUDS {
+        command = command.next_help_heading(cloud.name().to_uppercase());
         command = cloud.scan_args(command).arg(
             Arg::new(format!("no-{}", cloud.name()))
                 .long(format!("no-{}", cloud.name()))
@@ -77,7 +78,7 @@ pub fn with_cloud_flags(mut command: clap::Command) -> clap::Command {
                 .help(format!("Do not scan {}.", cloud.name().to_uppercase())),
         );
     }
-    command
+    command.next_help_heading(None)
 }
 
 /// Flags over settings over defaults.

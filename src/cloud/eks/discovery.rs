@@ -278,9 +278,25 @@ pub async fn discover_sso(
             Ok(found) => found,
             Err(e) => return failed(e),
         };
+    let scanning = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(session.region.clone()))
+        .no_credentials()
+        .retry_config(
+            RetryConfig::adaptive()
+                .with_max_attempts(5)
+                .with_initial_backoff(Duration::from_millis(200)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(context.limits.timeout)
+                .build(),
+        )
+        .load()
+        .await;
     let per_role =
         assignments.iter().map(|a| {
-            let (session, regions) = (&session, &regions);
+            let (session, regions, scanning) = (&session, &regions, &scanning);
             async move {
                 let reach = Reach {
                     profile: None,
@@ -309,16 +325,11 @@ pub async fn discover_sso(
                         .await;
                 match credentials {
                     Ok(credentials) => {
-                        let config = aws_config::defaults(BehaviorVersion::latest())
-                            .region(Region::new(session.region.clone()))
+                        // One HTTP client (one load of TLS roots) for every role.
+                        let config = scanning
+                            .to_builder()
                             .credentials_provider(SharedCredentialsProvider::new(credentials))
-                            .retry_config(
-                                RetryConfig::adaptive()
-                                    .with_max_attempts(5)
-                                    .with_initial_backoff(Duration::from_millis(200)),
-                            )
-                            .load()
-                            .await;
+                            .build();
                         scan_every_region(&config, &reach, regions, context).await
                     }
                     Err(e) => vec![SourceResult::failed(reach.source(), e)],
