@@ -69,7 +69,10 @@ fi
 
 # --- Verify --------------------------------------------------------------------
 fail=0
-kubectl_v="$("$venv/bin/kubectl" version --client 2>/dev/null | head -n1 | sed 's/^Client Version: //')" || { log "kubectl broken"; fail=1; }
+# Whole outputs first, then the first line: `| head -n1` under pipefail can kill
+# the writer with SIGPIPE and make a working tool look broken.
+kubectl_out="$("$venv/bin/kubectl" version --client 2>/dev/null)" || { log "kubectl broken"; fail=1; }
+kubectl_v="$(printf '%s\n' "${kubectl_out:-}" | sed -n '1s/^Client Version: //p')"
 aws_v="$("$venv/bin/aws" --version 2>&1 | awk '{print $1}')" || { log "aws CLI broken"; fail=1; }
 moto_v="$("$venv/bin/python" -c 'import moto, moto.server, cryptography; print(moto.__version__)' 2>/dev/null)" || { log "moto[server] import failed"; fail=1; }
 [[ -x "$venv/bin/moto_server" ]] || { log "moto_server missing"; fail=1; }
