@@ -55,52 +55,6 @@ fn completion_world() -> World {
     world
 }
 
-struct Tmux {
-    socket: String,
-    tmux: std::path::PathBuf,
-}
-
-impl Tmux {
-    fn keys(&self, keys: &[&str]) {
-        let mut cmd = std::process::Command::new(&self.tmux);
-        cmd.args(["-L", &self.socket, "send-keys", "-t", "t"])
-            .args(keys);
-        assert!(cmd.status().unwrap().success());
-    }
-
-    fn screen(&self) -> String {
-        let out = std::process::Command::new(&self.tmux)
-            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "t"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Waits until the screen shows `text`.
-    fn expect(&self, text: &str) -> String {
-        let started = Instant::now();
-        loop {
-            let screen = self.screen();
-            if screen.contains(text) {
-                return screen;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "never saw {text:?} on screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(&self.tmux)
-            .args(["-L", &self.socket, "kill-server"])
-            .status();
-    }
-}
-
 #[test]
 fn bash_completes_subcommands_and_context_names_as_typed() {
     needs!("tmux", "bash");

@@ -31,7 +31,7 @@ pub fn exec(args: ListArgs) -> Result<Exit> {
 }
 
 /// Context names from the local kubeconfig only: no credentials, no network.
-fn complete_contexts(current: &std::ffi::OsStr) -> Vec<CompletionCandidate> {
+pub fn complete_contexts(current: &std::ffi::OsStr) -> Vec<CompletionCandidate> {
     let prefix = current.to_string_lossy();
     let mut names: Vec<String> = kubeconfig::load_all(None)
         .unwrap_or_default()

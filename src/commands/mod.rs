@@ -5,6 +5,7 @@
 
 mod cache;
 mod completions;
+mod kubeconfig;
 mod list;
 mod sync;
 mod token;
@@ -46,6 +47,16 @@ enum Command {
     ///
     /// Example: fleetctx list -o json | jq -r '.[] | select(.provider == "eks") | .context'
     List(list::ListArgs),
+    /// Write one context alone in a small kubeconfig (0600, in the cache directory) and print its path.
+    ///
+    /// kubectl then parses three entries instead of the whole fleet.
+    ///
+    /// Example: export KUBECONFIG=$(fleetctx kubeconfig eks_prod_eu-west-1_api)
+    Kubeconfig(kubeconfig::KubeconfigArgs),
+    /// Start $SHELL with KUBECONFIG pointing at one context alone: one context per shell.
+    ///
+    /// Example: fleetctx shell gke_my-project_europe-west1_prod
+    Shell(kubeconfig::KubeconfigArgs),
     /// Show or clear the token cache (identities and expiry; never a token).
     ///
     /// Example: fleetctx cache clear --provider eks
@@ -81,6 +92,8 @@ pub fn run(matches: &ArgMatches) -> Result<Exit> {
             sync::exec(args, flags, verbose, quiet)
         }
         Command::List(args) => list::exec(args),
+        Command::Kubeconfig(args) => kubeconfig::exec(args),
+        Command::Shell(args) => kubeconfig::shell(args, quiet),
         Command::Cache(command) => cache::exec(command, quiet),
         Command::Completions(args) => completions::exec(args),
     }

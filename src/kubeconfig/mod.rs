@@ -4,7 +4,8 @@
 //! - `model`: entries, kinds and fleetctx's ownership marker;
 //! - `merge`: the plan that puts desired entries into the files;
 //! - `yaml`: YAML 1.1 reading and writing, as kubectl does;
-//! - `file`: kubectl's `<file>.lock` and the safe write.
+//! - `file`: kubectl's `<file>.lock` and the safe write;
+//! - `single`: one context alone in a file of its own.
 //!
 //! A document is kept as a YAML value tree, so every entry, field, extension and
 //! `preferences` fleetctx does not own survives, in its order. fleetctx owns an
@@ -14,6 +15,7 @@
 mod file;
 mod merge;
 mod model;
+pub mod single;
 pub mod yaml;
 
 use std::collections::BTreeSet;

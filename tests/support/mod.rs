@@ -515,3 +515,50 @@ pub const SYNCED: [&str; 7] = [
     "gke_p-alpha_us-east1_on",
     "gke_p-beta_asia-east1-a_b",
 ];
+
+/// A tmux server of the test's own, driven like a person at a terminal.
+pub struct Tmux {
+    pub socket: String,
+    pub tmux: std::path::PathBuf,
+}
+
+impl Tmux {
+    pub fn keys(&self, keys: &[&str]) {
+        let mut cmd = std::process::Command::new(&self.tmux);
+        cmd.args(["-L", &self.socket, "send-keys", "-t", "t"])
+            .args(keys);
+        assert!(cmd.status().unwrap().success());
+    }
+
+    pub fn screen(&self) -> String {
+        let out = std::process::Command::new(&self.tmux)
+            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "t"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the screen shows `text`.
+    pub fn expect(&self, text: &str) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(15),
+                "never saw {text:?} on screen:\n{screen}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(&self.tmux)
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
