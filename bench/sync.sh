@@ -94,4 +94,100 @@ print(f"{'wall time':<34} {wall:.2f} s")
 print(f"{'sum of per-call latencies':<34} {sequential:.2f} s   (a sequential tool's floor)")
 print(f"{'speed-up vs sequential':<34} {sequential / wall:.1f}x")
 print(f"{'peak memory (max RSS)':<34} {peak_kib / 1024:.1f} MiB")
+
+# --- Fleet scale ---------------------------------------------------------------
+# 2,000 GKE projects over 40 Resource Manager pages: 10,000 clusters in 200 of
+# them, 5% answering 403, 20 answering 429 twice before they succeed; plus the
+# SSO session above. The critical path is the sequential page chain plus one list.
+fleet_projects = int(os.environ.get("FLEET_PROJECTS", "2000"))
+if fleet_projects == 0:
+    sys.exit(0)
+work2 = tempfile.mkdtemp(prefix="fleetctx-bench-fleet-")
+fakes = subprocess.Popen(
+    [sys.executable, f"{repo}/tests/fakes/fakes.py", "--dir", f"{work2}/fakes",
+     "--aws-key", "AKIAFLEETCTXBENCH001:bench"],
+    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+info = json.loads(fakes.stdout.readline())
+google = info["google"]
+page_size = max(1, fleet_projects // 40)
+fleet = {}
+with_clusters = fleet_projects // 10
+for i in range(fleet_projects):
+    p = {}
+    if i < with_clusters:
+        p["clusters"] = [{"name": f"c-{j}", "location": "europe-west1"} for j in range(50)]
+    elif i % 20 == 0:
+        p["error"] = "PERMISSION_DENIED"
+    elif i % 20 == 1 and i < with_clusters + 400:
+        p["error"], p["error_count"] = 429, 2
+    fleet[f"fleet-{i:04d}"] = p
+post("/_gke/fleet", {"rm_page_size": page_size, "projects": fleet})
+post("/_sso/setup", {"access_token": "bench-sso", "expires_in": 3600, "page_size": 20,
+                     "accounts": [{"id": a, "name": f"team-{i}", "roles": ["Admin", "ReadOnly"]}
+                                  for i, a in enumerate(sso)]})
+post("/_eks/create", {"clusters": [
+    {"account": a, "region": "us-east-1", "name": f"sso-{a}"} for a in sso[::2]]})
+post("/_config", {"api_delay_ms": latency})
+env.update({
+    "XDG_CACHE_HOME": f"{work2}/cache", "AWS_ENDPOINT_URL": info["moto"],
+    "AWS_ENDPOINT_URL_SSO": f"{google}/sso", "AWS_ENDPOINT_URL_SSO_OIDC": f"{google}/oidc",
+    "GOOGLE_APPLICATION_CREDENTIALS": info["sa_key"],
+    "CLOUDSDK_API_ENDPOINT_OVERRIDES_CONTAINER": google,
+    "CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDRESOURCEMANAGER": google,
+})
+kubeconfig = f"{work2}/kubeconfig"
+args = [f"{repo}/target/release/fleetctx", "sync", "--gke-all-projects",
+        "--eks-sso-session", "corp", "--eks-region", "us-east-1",
+        "--kubeconfig", kubeconfig, "-v", "-o", "json"]
+subprocess.run([args[0], "token", "gke"], env=env, stdout=subprocess.DEVNULL, check=True)
+started = time.perf_counter()
+run = subprocess.run(["/usr/bin/time", "-f", "%M", *args], env=env, capture_output=True, text=True)
+wall = time.perf_counter() - started
+fakes.stdin.close()
+if run.returncode not in (0, 3):
+    sys.exit(f"fleet sync failed ({run.returncode}):\n{run.stderr[-3000:]}")
+peak_kib = int(run.stderr.strip().splitlines()[-1])
+report = json.loads(run.stdout)
+calls = re.findall(r"\((\d+) ms\)$", run.stderr, re.M)
+outcomes = {}
+for source in report["sources"]:
+    outcomes[source["outcome"]] = outcomes.get(source["outcome"], 0) + 1
+busy = {f"gke/{name}" for name, p in fleet.items() if p.get("error") == 429}
+busy_failed = [s["source"] for s in report["sources"]
+               if s["outcome"] == "failed" and s["source"] in busy]
+pages = -(-fleet_projects // page_size)
+critical = (pages + 1) * latency / 1000
+clusters = sum(s["clusters"] for s in report["sources"])
+
+def kubectl_ms(path, context=None, n=7):
+    cmd = [f"{os.environ.get('FLEETCTX_VENV', repo + '/.venv')}/bin/kubectl", "config", "view",
+           "--minify", "--kubeconfig", path]
+    if context:
+        cmd += ["--context", context]
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - t)
+    return sorted(times)[n // 2] * 1000
+
+context = "gke_fleet-0000_europe-west1_c-0"
+alone = subprocess.run([args[0], "kubeconfig", context, "--kubeconfig", kubeconfig], env=env,
+                       capture_output=True, text=True, check=True).stdout.strip()
+big_ms, alone_ms = kubectl_ms(kubeconfig, context), kubectl_ms(alone)
+print(f"\nfleet scale: {fleet_projects} GKE projects over {pages} pages ({with_clusters} with "
+      f"50 clusters, 5% answering 403, 20 answering 429 twice), an SSO session of "
+      f"{len(sso)} accounts x 2 roles in us-east-1, {latency} ms per API call")
+print(f"{'clusters written':<34} {clusters}")
+print(f"{'sources':<34} " + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())))
+print(f"{'throttled sources that failed':<34} {len(busy_failed)} of {len(busy)}   (target: 0)")
+print(f"{'API calls':<34} {len(calls)}")
+print(f"{'wall time':<34} {wall:.2f} s")
+print(f"{'critical path':<34} {critical:.2f} s   (page chain + one list)")
+print(f"{'wall / critical path':<34} {wall / critical:.2f}x   (target: at most 2x)")
+print(f"{'peak memory (max RSS)':<34} {peak_kib / 1024:.1f} MiB   (target: under 200 MB)")
+print(f"{'merge and write':<34} {report['timings']['merge_write_ms']} ms   (target: under 1 s)")
+print(f"{'stderr lines':<34} {len(run.stderr.splitlines()) - len(calls)}   (without -v's per-call lines)")
+print(f"{'kubectl config view --minify':<34} {big_ms:.0f} ms on the fleet file, "
+      f"{alone_ms:.0f} ms on `fleetctx kubeconfig` ({big_ms / alone_ms:.1f}x)")
 PY

@@ -58,7 +58,9 @@ pub fn run(mut options: SyncOptions) -> Result<Exit> {
         kubeconfig::load(path)?;
     }
 
+    let started = std::time::Instant::now();
     let discovery = discover(&mut options)?;
+    let discovered = started.elapsed();
     let options = &options;
     let groups = desired(options, discovery.results());
 
@@ -92,6 +94,7 @@ pub fn run(mut options: SyncOptions) -> Result<Exit> {
     // touches another file, widen the set and go round once more.
     let mut locked: Vec<usize> = Vec::new();
     let mut _locks: Vec<FileLock> = Vec::new();
+    let merging = std::time::Instant::now();
     let (outcome, docs, dirty) = loop {
         let mut docs = Vec::with_capacity(paths.len());
         for path in &paths {
@@ -128,6 +131,18 @@ pub fn run(mut options: SyncOptions) -> Result<Exit> {
             kubeconfig::write_atomic(&paths[i], &yaml::to_string(&docs[i]))?;
         }
     }
+    let timings = Timings {
+        discover_ms: discovered.as_millis(),
+        merge_write_ms: merging.elapsed().as_millis(),
+    };
+    if options.verbose {
+        eprintln!(
+            "fleetctx: discovery took {} ms; reading, merging and writing {} files took {} ms",
+            timings.discover_ms,
+            paths.len(),
+            timings.merge_write_ms
+        );
+    }
     report(options, &discovery, &outcome, &paths, target, &written);
 
     let failed = discovery
@@ -135,7 +150,11 @@ pub fn run(mut options: SyncOptions) -> Result<Exit> {
         .any(|r| matches!(r.answer, Answer::Failed(_)));
     let exit = if failed { Exit::Partial } else { Exit::Success };
     if options.json {
-        let report = json_report(options, &discovery, &outcome, &paths, &dirty, exit);
+        let mut report = json_report(options, &discovery, &outcome, &paths, &dirty, exit);
+        report["timings"] = serde_json::json!({
+            "discover_ms": timings.discover_ms,
+            "merge_write_ms": timings.merge_write_ms,
+        });
         crate::error::write_stdout(&report.to_string())?;
     }
     Ok(exit)
@@ -300,6 +319,12 @@ fn entries(options: &SyncOptions, found: &Found, name: &str) -> Vec<Desired> {
 }
 
 pub const INSTALL_HINT: &str = "fleetctx writes this entry and serves its credentials. Install it (cargo install --locked --path <fleetctx checkout>) and run `fleetctx sync` again.";
+
+/// Where a sync's time went: the calls, and reading, merging and writing files.
+struct Timings {
+    discover_ms: u128,
+    merge_write_ms: u128,
+}
 
 /// `sync -o json`: each source's outcome, the skipped clouds, the counts and
 /// changes per file, and the exit code. Stable keys, for cron and CI.
