@@ -196,7 +196,13 @@ struct Window {
     /// Permits in flight that are to be forgotten when they come back.
     debt: usize,
     successes: usize,
+    /// When the bound was last cut: throttled answers to calls that were already
+    /// in flight then say nothing new, so one burst of 429s is one cut.
+    last_cut: Option<std::time::Instant>,
 }
+
+/// How long after a cut further throttling is taken as the same burst.
+const CUT_WINDOW: Duration = Duration::from_millis(500);
 
 impl Limits {
     pub fn new(concurrency: usize, timeout: Duration, verbose: bool) -> Self {
@@ -208,6 +214,7 @@ impl Limits {
                 max,
                 debt: 0,
                 successes: 0,
+                last_cut: None,
             })),
             timeout,
             verbose,
@@ -219,9 +226,13 @@ impl Limits {
         self.window.lock().expect("never poisoned").limit
     }
 
-    /// An API answered "slow down": halve the bound.
+    /// An API answered "slow down": halve the bound, once per burst.
     pub fn throttled(&self) {
         let mut window = self.window.lock().expect("never poisoned");
+        if window.last_cut.is_some_and(|at| at.elapsed() < CUT_WINDOW) {
+            return;
+        }
+        window.last_cut = Some(std::time::Instant::now());
         let target = (window.limit / 2).max(1);
         let cut = window.limit - target;
         if cut == 0 {
@@ -234,6 +245,11 @@ impl Limits {
         if self.verbose {
             eprintln!("fleetctx: throttled: at most {target} calls in flight now");
         }
+    }
+
+    #[cfg(test)]
+    fn forget_last_cut(&self) {
+        self.window.lock().expect("never poisoned").last_cut = None;
     }
 
     fn release(&self, permit: tokio::sync::SemaphorePermit<'_>, succeeded: bool) {
@@ -348,6 +364,9 @@ mod tests {
         }
         limits.throttled();
         assert_eq!(limits.concurrency(), 4);
+        limits.throttled();
+        assert_eq!(limits.concurrency(), 4, "one burst of 429s is one cut");
+        limits.forget_last_cut();
         for permit in in_flight {
             limits.release(permit, false);
         }
@@ -355,6 +374,7 @@ mod tests {
         limits.throttled();
         assert_eq!(limits.concurrency(), 2);
         assert_eq!(limits.permits.available_permits(), 2);
+        limits.forget_last_cut();
         // Additive increase: one more after as many successes as the bound.
         for _ in 0..2 {
             limits.call("ok", async { Ok(()) }).await.unwrap();
@@ -363,6 +383,7 @@ mod tests {
         assert_eq!(limits.permits.available_permits(), 3);
         for _ in 0..3 {
             limits.throttled();
+            limits.forget_last_cut();
         }
         assert_eq!(limits.concurrency(), 1, "never below one");
         assert_eq!(limits.permits.available_permits(), 1);

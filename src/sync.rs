@@ -103,11 +103,8 @@ pub fn run(mut options: SyncOptions) -> Result<Exit> {
         if docs[target].as_mapping().is_some_and(Mapping::is_empty) {
             docs[target] = kubeconfig::empty_document();
         }
-        let prepared = docs.clone();
         let outcome = kubeconfig::merge(&mut docs, target, &groups, &rules);
-        let dirty: Vec<usize> = (0..docs.len())
-            .filter(|&i| docs[i] != prepared[i])
-            .collect();
+        let dirty = outcome.changed_files();
         if options.dry_run || dirty.iter().all(|i| locked.contains(i)) {
             break (outcome, docs, dirty);
         }

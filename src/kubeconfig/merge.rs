@@ -23,11 +23,32 @@ pub struct Changed {
 pub struct MergeOutcome {
     pub changes: Vec<Changed>,
     pub current_context_cleared: Option<String>,
+    /// The files whose `current-context` was unset.
+    pub cleared_in: Vec<usize>,
 }
 
 impl MergeOutcome {
     pub fn count(&self, pred: impl Fn(&Change) -> bool) -> usize {
         self.changes.iter().filter(|c| pred(&c.change)).count()
+    }
+
+    /// The files the merge changed (to be written), in list order.
+    pub fn changed_files(&self) -> Vec<usize> {
+        let mut files: Vec<usize> = self
+            .changes
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.change,
+                    Change::Added | Change::Updated(_) | Change::Removed
+                )
+            })
+            .map(|c| c.file)
+            .chain(self.cleared_in.iter().copied())
+            .collect();
+        files.sort_unstable();
+        files.dedup();
+        files
     }
 
     fn push(&mut self, kind: Kind, name: &str, change: Change, file: usize) {
@@ -327,7 +348,7 @@ fn prune(
         .iter()
         .flat_map(|doc| entry_names(doc, Kind::Context))
         .collect();
-    for doc in docs.iter_mut() {
+    for (file, doc) in docs.iter_mut().enumerate() {
         let current = doc
             .get("current-context")
             .and_then(Value::as_str)
@@ -339,6 +360,7 @@ fn prune(
                 map.insert(key("current-context"), key(""));
             }
             outcome.current_context_cleared = Some(current);
+            outcome.cleared_in.push(file);
         }
     }
 }
