@@ -113,12 +113,14 @@ impl CredentialsProvider for Bearer {
 
 /// Lists every ACTIVE project the identity can see, all pages.
 /// Every ACTIVE project the identity can see that matches `filter` (Resource
-/// Manager's query syntax, ANDed with `state:ACTIVE`), all pages.
+/// Manager's query syntax, ANDed with `state:ACTIVE`), all pages, each page
+/// handed to `on_page` as it arrives (its clusters can be listed at once).
 pub async fn list_projects(
     token: &Secret,
     filter: Option<&str>,
     limits: &Limits,
-) -> Result<Vec<String>> {
+    on_page: &mut (dyn FnMut(Vec<String>) + Send),
+) -> Result<()> {
     let query = match filter {
         Some(filter) => format!("state:ACTIVE {filter}"),
         None => "state:ACTIVE".to_string(),
@@ -147,7 +149,6 @@ pub async fn list_projects(
         .timeout(limits.timeout)
         .build()
         .map_err(|e| Error::new("could not build an HTTP client").cause(e))?;
-    let mut projects = Vec::new();
     let mut page_token = String::new();
     loop {
         let what = format!("GET {url} (projects.search)");
@@ -190,14 +191,15 @@ pub async fn list_projects(
                 ))
             }))
             .await?;
-        projects.extend(
+        on_page(
             page.projects
                 .into_iter()
                 .filter(|p| p.state.is_empty() || p.state == "ACTIVE")
-                .map(|p| p.project_id),
+                .map(|p| p.project_id)
+                .collect(),
         );
         if page.next_page_token.is_empty() {
-            return Ok(projects);
+            return Ok(());
         }
         page_token = page.next_page_token;
     }

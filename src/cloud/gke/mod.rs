@@ -230,34 +230,75 @@ impl Scan for GkeScan {
                 scanned: true,
                 ..Discovered::failed("gke".to_string(), e)
             };
-            let (projects, listing_complete) = match &self.projects {
-                Projects::All(filter) => {
-                    match discovery::list_projects(token, filter.as_deref(), limits).await {
-                        Ok(p) => (p, true),
-                        Err(e) => return failed(e),
-                    }
-                }
-                Projects::Listed(p) => (p.clone(), false),
-                Projects::Default => (Vec::new(), false),
-            };
-            let projects: Vec<String> = projects
-                .into_iter()
-                .filter(|p| !self.exclude.contains(p))
-                .collect();
             let client = match discovery::cluster_client(token, limits).await {
                 Ok(c) => c,
                 Err(e) => return failed(e),
             };
-            progress.expect(projects.len());
-            let scans = projects.iter().map(|p| {
-                progress.track(discovery::discover_project(
-                    &client,
-                    p,
-                    self.endpoint,
-                    limits,
-                ))
-            });
-            let results: Vec<SourceResult> = futures::future::join_all(scans).await;
+            let client = &client;
+            let endpoint = self.endpoint;
+            let scan = |project: String| async move {
+                progress
+                    .track(discovery::discover_project(
+                        client, &project, endpoint, limits,
+                    ))
+                    .await
+            };
+            let keep = |p: &String| !self.exclude.contains(p);
+            let (results, listing_complete, listing_failed) = match &self.projects {
+                // Every page's projects are scanned as soon as it arrives: the
+                // page chain and the cluster lists overlap.
+                Projects::All(filter) => {
+                    let (pages, mut arriving) = tokio::sync::mpsc::unbounded_channel();
+                    let listing = async move {
+                        let mut send = |page: Vec<String>| {
+                            let _ = pages.send(page);
+                        };
+                        discovery::list_projects(token, filter.as_deref(), limits, &mut send).await
+                    };
+                    let scanning = async {
+                        let mut running = futures::stream::FuturesUnordered::new();
+                        let mut results: Vec<SourceResult> = Vec::new();
+                        let mut open = true;
+                        loop {
+                            tokio::select! {
+                                page = arriving.recv(), if open => match page {
+                                    Some(projects) => {
+                                        let projects: Vec<String> = projects.into_iter().filter(keep).collect();
+                                        progress.expect(projects.len());
+                                        for project in projects {
+                                            running.push(scan(project));
+                                        }
+                                    }
+                                    None => open = false,
+                                },
+                                Some(done) = futures::StreamExt::next(&mut running), if !running.is_empty() => {
+                                    results.push(done);
+                                }
+                                else => break,
+                            }
+                        }
+                        results
+                    };
+                    let (listed, mut results) = futures::join!(listing, scanning);
+                    results.sort_by(|a, b| a.source.cmp(&b.source));
+                    match listed {
+                        Ok(()) => (results, true, None),
+                        Err(e) => (results, false, Some(e)),
+                    }
+                }
+                Projects::Listed(projects) => {
+                    let projects: Vec<String> =
+                        projects.iter().filter(|p| keep(p)).cloned().collect();
+                    progress.expect(projects.len());
+                    let scans = projects.into_iter().map(scan);
+                    (futures::future::join_all(scans).await, false, None)
+                }
+                Projects::Default => (Vec::new(), false, None),
+            };
+            let mut results = results;
+            if let Some(e) = listing_failed {
+                results.push(SourceResult::failed("gke".to_string(), e));
+            }
             Discovered {
                 results,
                 scanned: true,
