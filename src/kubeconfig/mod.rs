@@ -33,6 +33,17 @@ pub use model::{
     owned_entries,
 };
 
+/// The files `KUBECONFIG` lists, empty entries dropped.
+fn kubeconfig_env() -> Vec<PathBuf> {
+    std::env::var_os("KUBECONFIG")
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// kubectl's rule for where new entries go: `--kubeconfig`, else the only
 /// `KUBECONFIG` entry, else the first `KUBECONFIG` file that exists, else the last
 /// listed, else `~/.kube/config`.
@@ -40,13 +51,7 @@ pub fn target_path(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(path) = explicit {
         return Ok(path.to_path_buf());
     }
-    let listed: Vec<PathBuf> = std::env::var_os("KUBECONFIG")
-        .map(|v| {
-            std::env::split_paths(&v)
-                .filter(|p| !p.as_os_str().is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
+    let listed = kubeconfig_env();
     if let Some(existing) = listed.iter().find(|p| p.exists()) {
         return Ok(existing.clone());
     }
@@ -67,13 +72,7 @@ pub fn listed_paths(explicit: Option<&Path>) -> Result<Vec<PathBuf>> {
     if let Some(path) = explicit {
         return Ok(vec![path.to_path_buf()]);
     }
-    let listed: Vec<PathBuf> = std::env::var_os("KUBECONFIG")
-        .map(|v| {
-            std::env::split_paths(&v)
-                .filter(|p| !p.as_os_str().is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
+    let listed = kubeconfig_env();
     if listed.is_empty() {
         return Ok(vec![target_path(None)?]);
     }
@@ -109,20 +108,9 @@ pub fn load(path: &Path) -> Result<Value> {
 /// The files kubectl reads, parsed: `--kubeconfig`, else every existing
 /// `KUBECONFIG` entry, else `~/.kube/config` if it exists.
 pub fn load_all(explicit: Option<&Path>) -> Result<Vec<(PathBuf, Value)>> {
-    let paths: Vec<PathBuf> = match explicit {
-        Some(path) => vec![path.to_path_buf()],
-        None => match std::env::var_os("KUBECONFIG") {
-            Some(v) => std::env::split_paths(&v).filter(|p| p.is_file()).collect(),
-            None => target_path(None)
-                .into_iter()
-                .filter(|p| p.is_file())
-                .collect(),
-        },
-    };
-    let mut seen = BTreeSet::new();
-    paths
+    listed_paths(explicit)?
         .into_iter()
-        .filter(|p| seen.insert(p.clone()))
+        .filter(|p| p.is_file())
         .map(|p| load(&p).map(|doc| (p, doc)))
         .collect()
 }
