@@ -278,20 +278,8 @@ pub async fn discover_sso(
             Ok(found) => found,
             Err(e) => return failed(e),
         };
-    let scanning = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(session.region.clone()))
+    let scanning = scanning_loader(&session.region, context.limits)
         .no_credentials()
-        .retry_config(
-            RetryConfig::adaptive()
-                .with_max_attempts(5)
-                .with_initial_backoff(Duration::from_millis(200)),
-        )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(context.limits.timeout)
-                .build(),
-        )
         .load()
         .await;
     let per_role =
@@ -486,6 +474,25 @@ fn profile_label(profile: Option<&str>) -> &str {
     profile.unwrap_or("default")
 }
 
+/// How every EKS scan talks to AWS: adaptive retries (the SDK's client-side rate
+/// limiter slows down when EKS answers TooManyRequestsException) and the sync's
+/// per-call timeout.
+fn scanning_loader(region: &str, limits: &Limits) -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .retry_config(
+            RetryConfig::adaptive()
+                .with_max_attempts(5)
+                .with_initial_backoff(Duration::from_millis(200)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(limits.timeout)
+                .build(),
+        )
+}
+
 /// Loads the profile's credentials once; every region then shares them.
 pub async fn profile_config(
     profile: Option<&str>,
@@ -504,22 +511,8 @@ pub async fn profile_config(
             })
         })
         .await?;
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(region.to_string()))
-        .credentials_provider(SharedCredentialsProvider::new(credentials))
-        .retry_config(
-            // Adaptive: the SDK's client-side rate limiter slows down when EKS
-            // answers TooManyRequestsException, and retries throttled calls.
-            RetryConfig::adaptive()
-                .with_max_attempts(5)
-                .with_initial_backoff(Duration::from_millis(200)),
-        )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(limits.timeout)
-                .build(),
-        );
+    let mut loader = scanning_loader(region, limits)
+        .credentials_provider(SharedCredentialsProvider::new(credentials));
     if let Some(profile) = profile {
         loader = loader.profile_name(profile);
     }
