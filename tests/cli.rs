@@ -59,32 +59,7 @@ fn completion_world() -> World {
 fn bash_completes_subcommands_and_context_names_as_typed() {
     needs!("tmux", "bash");
     let world = completion_world();
-    let tmux = Tmux {
-        socket: format!("fleetctx-test-{}", std::process::id()),
-        tmux: tool("tmux").unwrap(),
-    };
-    let mut env: Vec<String> = world.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    env.push("TERM=xterm".into());
-    env.push("PS1=$ ".into());
-    let mut start = std::process::Command::new(&tmux.tmux);
-    start
-        .args([
-            "-L",
-            &tmux.socket,
-            "new-session",
-            "-d",
-            "-s",
-            "t",
-            "-x",
-            "200",
-            "-y",
-            "40",
-            "env",
-            "-i",
-        ])
-        .args(&env)
-        .args(["bash", "--norc", "--noprofile"]);
-    assert!(start.status().unwrap().success());
+    let tmux = Tmux::bash("completion", &world.env);
     let script = Path::new(REPO).join("completions/fleetctx.bash");
     tmux.keys(&[&format!("source {}", script.display()), "Enter"]);
     tmux.keys(&["clear", "Enter"]);

@@ -120,46 +120,23 @@ fn kubeconfig_never_copies_a_static_credential_and_keeps_relative_paths_working(
 fn shell_starts_bash_with_one_context_per_shell() {
     needs!("tmux", "bash", "kubectl");
     let Some(fleet) = synced() else { return };
-    let tmux = Tmux {
-        socket: format!("fleetctx-shell-{}", std::process::id()),
-        tmux: tool("tmux").unwrap(),
-    };
     let bin = fleet.world.path("bin");
     std::fs::create_dir_all(&bin).unwrap();
     std::os::unix::fs::symlink(BIN, bin.join("fleetctx")).unwrap();
-    let mut env: Vec<String> = fleet
-        .world
+    let mut world = World::new();
+    world.env = fleet.world.env.clone();
+    let path = world
         .env
         .iter()
-        .map(|(k, v)| match k.as_str() {
-            "PATH" => format!("PATH={}:{v}", bin.display()),
-            _ => format!("{k}={v}"),
-        })
-        .collect();
-    env.push(format!("KUBECONFIG={}", fleet.kubeconfig.display()));
-    env.push("TERM=xterm".into());
-    env.push("PS1=$ ".into());
-    env.push(format!("SHELL={}", tool("bash").unwrap().display()));
-    let started = std::process::Command::new(&tmux.tmux)
-        .args([
-            "-L",
-            &tmux.socket,
-            "new-session",
-            "-d",
-            "-s",
-            "t",
-            "-x",
-            "200",
-            "-y",
-            "40",
-            "env",
-            "-i",
-        ])
-        .args(&env)
-        .args(["bash", "--norc", "--noprofile"])
-        .status()
-        .unwrap();
-    assert!(started.success());
+        .find(|(k, _)| k == "PATH")
+        .unwrap()
+        .1
+        .clone();
+    world
+        .set("PATH", format!("{}:{path}", bin.display()))
+        .set("KUBECONFIG", fleet.kubeconfig.display().to_string())
+        .set("SHELL", tool("bash").unwrap().display().to_string());
+    let tmux = Tmux::bash("shell", &world.env);
     tmux.keys(&["fleetctx shell eks_dev_us-east-1_c1", "Enter"]);
     tmux.expect("exit to leave");
     tmux.keys(&["clear; echo ctx=$(kubectl config current-context) n=$(kubectl config get-contexts -o name | wc -l)", "Enter"]);

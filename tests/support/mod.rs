@@ -523,6 +523,38 @@ pub struct Tmux {
 }
 
 impl Tmux {
+    /// A bare `bash` (no rc files, prompt `$ `) in a 200x40 terminal, with
+    /// exactly `env` (plus `TERM`, `PS1`) as its environment.
+    pub fn bash(name: &str, env: &[(String, String)]) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("fleetctx-{name}-{}", std::process::id()),
+            tmux: tool("tmux").expect("tmux"),
+        };
+        let mut vars: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        vars.push("TERM=xterm".into());
+        vars.push("PS1=$ ".into());
+        let started = Command::new(&tmux.tmux)
+            .args([
+                "-L",
+                &tmux.socket,
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-x",
+                "200",
+                "-y",
+                "40",
+            ])
+            .args(["env", "-i"])
+            .args(&vars)
+            .args(["bash", "--norc", "--noprofile"])
+            .status()
+            .unwrap();
+        assert!(started.success(), "tmux did not start");
+        tmux
+    }
+
     pub fn keys(&self, keys: &[&str]) {
         let mut cmd = std::process::Command::new(&self.tmux);
         cmd.args(["-L", &self.socket, "send-keys", "-t", "t"])
