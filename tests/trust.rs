@@ -1231,3 +1231,21 @@ fn a_gcloud_user_token_is_served_until_its_real_expiry_not_an_assumed_hour() {
         fakes.field("sa_email_2").as_str()
     );
 }
+
+#[test]
+fn the_metadata_server_is_found_through_gce_metadata_host() {
+    let Some(fakes) = Fakes::start(&["--no-moto"]) else {
+        return;
+    };
+    let mut world = World::new();
+    let host = fakes
+        .url("google")
+        .trim_start_matches("http://")
+        .to_string();
+    world.set("GCE_METADATA_HOST", &host);
+    let ran = run(&mut world.fleetctx(&["token", "gke"])).ok();
+    assert_eq!(fakes.count("metadata_token_requests"), 1);
+    let who = issued(&fakes, &ran.token());
+    assert_eq!(who["email"], fakes.field("sa_email").as_str());
+    assert_eq!(who["source"], "metadata");
+}

@@ -601,6 +601,7 @@ class State:
                 "eks": {},
                 "eks_regions": {},
                 "sso": {},
+                "metadata_token_requests": 0,
             }
 
     def bump(self, key, sub=None):
@@ -1264,6 +1265,8 @@ class GoogleHandler(BaseHandler):
             return self.container(m.group(1), m.group(2), m.group(3))
         if path.startswith("/sso/"):
             return self.sso_portal(path[len("/sso"):], query)
+        if path == "/computeMetadata/v1/instance/service-accounts/default/token":
+            return self.metadata_token(query)
         if path == "/v3/projects:search":
             return self.rm_search(query)
         m = RM_GET_RE.match(path)
@@ -1304,6 +1307,21 @@ class GoogleHandler(BaseHandler):
                 return self.send_json(400, {"error": str(e)})
             return self.send_json(200, out)
         return self.send_json(404, rpc_error(404, f"no route POST {path}"))
+
+    # -- The GCE/GKE metadata server --------------------------------------------
+    def metadata_token(self, query):
+        """The instance's service account (the first key's email) as the metadata
+        server gives it: only with `Metadata-Flavor: Google`."""
+        STATE.bump("metadata_token_requests")
+        if self.headers.get("Metadata-Flavor") != "Google":
+            return self.send_json(403, {"error": "Missing Metadata-Flavor:Google header"})
+        scopes = ((query.get("scopes") or [""])[0]).split(",")
+        scopes = [x for x in scopes if x] or ["https://www.googleapis.com/auth/cloud-platform"]
+        with STATE.lock:
+            expires_in = STATE.expires_in
+        tok = STATE.issue("fake", SA_EMAILS[0], scopes, time.time() + expires_in, "metadata")
+        return self.send_json(200, {"access_token": tok, "expires_in": expires_in,
+                                    "token_type": "Bearer"})
 
     # -- IAM Identity Center: the SSO portal and SSO-OIDC ----------------------
     def sso_error(self, status, kind, message):
