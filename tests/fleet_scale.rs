@@ -570,3 +570,35 @@ fn the_sso_token_path_caches_role_credentials_until_a_new_login() {
     token("p3");
     assert_eq!(fetched(), 2);
 }
+
+#[test]
+fn an_sso_profile_scans_every_region_and_its_entries_sign_through_kubectl() {
+    needs!("kubectl");
+    let Some(mut fleet) = Fleet::start() else {
+        return;
+    };
+    http_json(
+        "POST",
+        &fleet.fakes.url("google"),
+        "/_eks/create",
+        Some(json!({"account": "111111111111", "region": "us-east-1", "name": "p1"})),
+    );
+    sso_login(&mut fleet, 3600, true);
+    let mut config = std::fs::read_to_string(fleet.world.path("aws-config")).unwrap();
+    // No region of its own: credentials are resolved in the partition's default.
+    config.push_str("\n[profile sso-dev]\nsso_session = corp\nsso_account_id = 111111111111\nsso_role_name = Admin\n");
+    std::fs::write(fleet.world.path("aws-config"), config).unwrap();
+    fleet
+        .fakes
+        .config(json!({"aws_disabled_regions": ["af-south-1", "ap-east-1", "me-south-1"]}));
+    let ran = sync(&fleet, &["--eks-profile", "sso-dev", "--no-gke"]);
+    assert_eq!(ran.status, 0, "{}", ran.stderr);
+    assert_eq!(
+        fleet.contexts(),
+        ["eks_sso-dev_us-east-1_p1"],
+        "{}",
+        ran.stderr
+    );
+    let got = fleet.kubectl(&["--context", "eks_sso-dev_us-east-1_p1", "get", "ns"]);
+    assert_eq!(got.status, 0, "{}", got.stderr);
+}
