@@ -281,9 +281,29 @@ impl Limits {
             .acquire()
             .await
             .expect("the semaphore is never closed");
+        let result = self.timed(what, step).await;
+        self.release(permit, result.is_ok());
+        result
+    }
+
+    /// Runs a call the others wait on, the next page of a listing, under the
+    /// timeout but outside the bound: a listing has one call in flight, and
+    /// queueing it behind the work its pages feed would stretch the whole sync.
+    pub async fn lead<T>(
+        &self,
+        what: &str,
+        step: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        self.timed(what, step).await
+    }
+
+    async fn timed<T>(
+        &self,
+        what: &str,
+        step: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
         let started = std::time::Instant::now();
         let result = crate::token::within(self.timeout, what, step).await;
-        self.release(permit, result.is_ok());
         if self.verbose {
             let outcome = match &result {
                 Ok(_) => "ok".to_string(),

@@ -602,3 +602,43 @@ fn an_sso_profile_scans_every_region_and_its_entries_sign_through_kubectl() {
     let got = fleet.kubectl(&["--context", "eks_sso-dev_us-east-1_p1", "get", "ns"]);
     assert_eq!(got.status, 0, "{}", got.stderr);
 }
+
+#[test]
+fn the_project_listing_never_waits_behind_the_cluster_lists_it_feeds() {
+    let Some(fleet) = Fleet::start() else { return };
+    let projects: serde_json::Map<String, serde_json::Value> = (0..24)
+        .map(|i| (format!("p-{i:02}"), json!({"clusters": [{"name": "c"}]})))
+        .collect();
+    http_json(
+        "POST",
+        &fleet.fakes.url("google"),
+        "/_gke/fleet",
+        Some(json!({"rm_page_size": 6, "projects": projects})),
+    );
+    fleet.fakes.config(json!({"api_delay_ms": 100}));
+    let ran = sync(
+        &fleet,
+        &["--gke-all-projects", "--no-eks", "--concurrency", "1", "-v"],
+    );
+    assert_eq!(ran.status, 0, "{}", ran.stderr);
+    // -v prints each call as it ends. The four pages take 0.4 s one after another;
+    // the 24 lists, one at a time, 2.4 s. Pages that queued behind the lists they
+    // feed would end only after the first page's six lists.
+    let calls: Vec<&str> = ran.stderr.lines().filter(|l| l.ends_with(" ms)")).collect();
+    let last_page = calls
+        .iter()
+        .rposition(|l| l.contains("projects.search"))
+        .expect("pages were listed");
+    let lists_before = calls[..last_page]
+        .iter()
+        .filter(|l| l.contains("/locations/-/clusters"))
+        .count();
+    assert!(lists_before <= 4, "{}", ran.stderr);
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|l| l.contains("/locations/-/clusters"))
+            .count(),
+        24
+    );
+}

@@ -351,7 +351,7 @@ async fn list_accounts(
     loop {
         let what = format!("organizations ListAccounts (profile {label})");
         let page = limits
-            .call(&what, async {
+            .lead(&what, async {
                 Ok(client.list_accounts().set_next_token(next.clone()).send().await)
             })
             .await?

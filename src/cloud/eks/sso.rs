@@ -156,7 +156,7 @@ pub async fn assignments(
     let mut next: Option<String> = None;
     loop {
         let page = limits
-            .call(&format!("sso ListAccounts (session {name})"), async {
+            .lead(&format!("sso ListAccounts (session {name})"), async {
                 Ok(client
                     .list_accounts()
                     .access_token(token)

@@ -153,7 +153,7 @@ pub async fn list_projects(
     loop {
         let what = format!("GET {url} (projects.search)");
         let page: Page = limits
-            .call(&what, with_retries(5, || async {
+            .lead(&what, with_retries(5, || async {
                 let response = client
                     .get(&url)
                     .query(&[("query", query.as_str()), ("pageToken", page_token.as_str())])
