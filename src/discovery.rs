@@ -177,8 +177,11 @@ impl SourceResult {
 
 /// Shared by every call of one sync: at most `concurrency` calls in flight, each
 /// bounded by `timeout`. The bound adapts to what the APIs accept: it halves when
-/// one throttles (429, `RESOURCE_EXHAUSTED`) and grows back by one after as many
-/// successes as the bound (additive increase, multiplicative decrease).
+/// they throttle (429, `RESOURCE_EXHAUSTED`) and grows back by one after as many
+/// successes as the bound (additive increase, multiplicative decrease). A few
+/// throttled answers among many are one project's own quota: those calls back off
+/// and retry on their own, and only throttling that is widespread, an eighth of
+/// the answers of the moment or more, cuts the bound for everyone.
 #[derive(Clone, Debug)]
 pub struct Limits {
     permits: Arc<Semaphore>,
@@ -199,6 +202,21 @@ struct Window {
     /// When the bound was last cut: throttled answers to calls that were already
     /// in flight then say nothing new, so one burst of 429s is one cut.
     last_cut: Option<std::time::Instant>,
+    /// Answers, and throttled ones among them, since `since`.
+    answers: usize,
+    throttled: usize,
+    since: std::time::Instant,
+}
+
+impl Window {
+    /// Starts a new tally when the last one is older than a burst.
+    fn tally(&mut self) {
+        if self.since.elapsed() >= CUT_WINDOW {
+            self.since = std::time::Instant::now();
+            self.answers = 0;
+            self.throttled = 0;
+        }
+    }
 }
 
 /// How long after a cut further throttling is taken as the same burst.
@@ -215,6 +233,9 @@ impl Limits {
                 debt: 0,
                 successes: 0,
                 last_cut: None,
+                answers: 0,
+                throttled: 0,
+                since: std::time::Instant::now(),
             })),
             timeout,
             verbose,
@@ -226,9 +247,15 @@ impl Limits {
         self.window.lock().expect("never poisoned").limit
     }
 
-    /// An API answered "slow down": halve the bound, once per burst.
+    /// An API answered "slow down": halve the bound, once per burst, when
+    /// throttling is widespread.
     pub fn throttled(&self) {
         let mut window = self.window.lock().expect("never poisoned");
+        window.tally();
+        window.throttled += 1;
+        if window.throttled * 8 < window.answers.max(window.limit) {
+            return;
+        }
         if window.last_cut.is_some_and(|at| at.elapsed() < CUT_WINDOW) {
             return;
         }
@@ -249,11 +276,15 @@ impl Limits {
 
     #[cfg(test)]
     fn forget_last_cut(&self) {
-        self.window.lock().expect("never poisoned").last_cut = None;
+        let mut window = self.window.lock().expect("never poisoned");
+        window.last_cut = None;
+        window.since -= CUT_WINDOW;
     }
 
     fn release(&self, permit: tokio::sync::SemaphorePermit<'_>, succeeded: bool) {
         let mut window = self.window.lock().expect("never poisoned");
+        window.tally();
+        window.answers += 1;
         if window.debt > 0 {
             window.debt -= 1;
             permit.forget();
@@ -407,5 +438,27 @@ mod tests {
         }
         assert_eq!(limits.concurrency(), 1, "never below one");
         assert_eq!(limits.permits.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_few_throttled_answers_among_many_keep_the_bound() {
+        let limits = Limits::new(32, Duration::from_secs(1), false);
+        for _ in 0..80 {
+            limits.call("ok", async { Ok(()) }).await.unwrap();
+        }
+        for _ in 0..9 {
+            limits.throttled();
+        }
+        assert_eq!(
+            limits.concurrency(),
+            32,
+            "9 of 80 answers is one project's quota"
+        );
+        limits.throttled();
+        assert_eq!(
+            limits.concurrency(),
+            16,
+            "10 of 80 is the API throttling everyone"
+        );
     }
 }

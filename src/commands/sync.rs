@@ -114,7 +114,7 @@ pub fn exec(args: SyncArgs, flags: &ArgMatches, verbose: bool, quiet: bool) -> R
         concurrency: args
             .concurrency
             .or(settings.concurrency)
-            .unwrap_or(32)
+            .unwrap_or(64)
             .max(1),
         timeout,
         lock_timeout,

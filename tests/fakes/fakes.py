@@ -1166,6 +1166,22 @@ def rm_query_matches(query, pid, p):
 # ---------------------------------------------------------------------------
 
 
+PORTAL_STS = []
+PORTAL_STS_LOCK = threading.Lock()
+
+
+def portal_sts():
+    """The portal's one STS client on moto: building a boto3 client loads its
+    service model, far more work than the call (and clients are thread-safe)."""
+    with PORTAL_STS_LOCK:
+        if not PORTAL_STS:
+            import boto3
+            PORTAL_STS.append(boto3.client(
+                "sts", endpoint_url=STATE.moto_url, region_name="us-east-1",
+                aws_access_key_id="AKIAFAKESSOPORTAL001", aws_secret_access_key="portal"))
+        return PORTAL_STS[0]
+
+
 class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -1388,11 +1404,7 @@ class GoogleHandler(BaseHandler):
         role = one("role_name")
         if role not in account["roles"]:
             return self.sso_error(403, "ForbiddenException", "No access")
-        import boto3
-        sts = boto3.client("sts", endpoint_url=STATE.moto_url, region_name="us-east-1",
-                           aws_access_key_id="AKIAFAKESSOPORTAL001",
-                           aws_secret_access_key="portal")
-        creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account['accountId']}:role/{role}",
+        creds = portal_sts().assume_role(RoleArn=f"arn:aws:iam::{account['accountId']}:role/{role}",
                                 RoleSessionName="sso-portal")["Credentials"]
         return self.send_json(200, {"roleCredentials": {
             "accessKeyId": creds["AccessKeyId"], "secretAccessKey": creds["SecretAccessKey"],

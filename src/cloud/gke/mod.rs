@@ -244,58 +244,62 @@ impl Scan for GkeScan {
                     .await
             };
             let keep = |p: &String| !self.exclude.contains(p);
-            let (results, listing_complete, listing_failed) = match &self.projects {
-                // Every page's projects are scanned as soon as it arrives: the
-                // page chain and the cluster lists overlap.
-                Projects::All(filter) => {
-                    let (pages, mut arriving) = tokio::sync::mpsc::unbounded_channel();
-                    let listing = async move {
+            // Projects are scanned as they arrive, page by page, so the page chain
+            // and the cluster lists overlap; only about twice the bound of scans
+            // are alive at once, so a deep backlog costs a name each, not a call's state.
+            let (pages, mut arriving) = tokio::sync::mpsc::unbounded_channel::<Vec<String>>();
+            let listing = async move {
+                match &self.projects {
+                    Projects::All(filter) => {
                         let mut send = |page: Vec<String>| {
                             let _ = pages.send(page);
                         };
-                        discovery::list_projects(token, filter.as_deref(), limits, &mut send).await
-                    };
-                    let scanning = async {
-                        let mut running = futures::stream::FuturesUnordered::new();
-                        let mut results: Vec<SourceResult> = Vec::new();
-                        let mut open = true;
-                        loop {
-                            tokio::select! {
-                                page = arriving.recv(), if open => match page {
-                                    Some(projects) => {
-                                        let projects: Vec<String> = projects.into_iter().filter(keep).collect();
-                                        progress.expect(projects.len());
-                                        for project in projects {
-                                            running.push(scan(project));
-                                        }
-                                    }
-                                    None => open = false,
-                                },
-                                Some(done) = futures::StreamExt::next(&mut running), if !running.is_empty() => {
-                                    results.push(done);
-                                }
-                                else => break,
-                            }
+                        discovery::list_projects(token, filter.as_deref(), limits, &mut send)
+                            .await
+                            .map(|()| true)
+                    }
+                    Projects::Listed(projects) => {
+                        let _ = pages.send(projects.clone());
+                        Ok(false)
+                    }
+                    Projects::Default => Ok(false),
+                }
+            };
+            let scanning = async {
+                let mut running = futures::stream::FuturesUnordered::new();
+                let mut waiting = std::collections::VecDeque::new();
+                let mut results: Vec<SourceResult> = Vec::new();
+                let mut open = true;
+                loop {
+                    while running.len() < 2 * limits.concurrency() {
+                        match waiting.pop_front() {
+                            Some(project) => running.push(scan(project)),
+                            None => break,
                         }
-                        results
-                    };
-                    let (listed, mut results) = futures::join!(listing, scanning);
-                    results.sort_by(|a, b| a.source.cmp(&b.source));
-                    match listed {
-                        Ok(()) => (results, true, None),
-                        Err(e) => (results, false, Some(e)),
+                    }
+                    tokio::select! {
+                        page = arriving.recv(), if open => match page {
+                            Some(projects) => {
+                                let before = waiting.len();
+                                waiting.extend(projects.into_iter().filter(keep));
+                                progress.expect(waiting.len() - before);
+                            }
+                            None => open = false,
+                        },
+                        Some(done) = futures::StreamExt::next(&mut running), if !running.is_empty() => {
+                            results.push(done);
+                        }
+                        else => break,
                     }
                 }
-                Projects::Listed(projects) => {
-                    let projects: Vec<String> =
-                        projects.iter().filter(|p| keep(p)).cloned().collect();
-                    progress.expect(projects.len());
-                    let scans = projects.into_iter().map(scan);
-                    (futures::future::join_all(scans).await, false, None)
-                }
-                Projects::Default => (Vec::new(), false, None),
+                results
             };
-            let mut results = results;
+            let (listed, mut results) = futures::join!(listing, scanning);
+            results.sort_by(|a, b| a.source.cmp(&b.source));
+            let (listing_complete, listing_failed) = match listed {
+                Ok(complete) => (complete, None),
+                Err(e) => (false, Some(e)),
+            };
             if let Some(e) = listing_failed {
                 results.push(SourceResult::failed("gke".to_string(), e));
             }
