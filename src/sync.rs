@@ -62,7 +62,7 @@ pub fn run(mut options: SyncOptions) -> Result<Exit> {
     let discovery = discover(&mut options)?;
     let discovered = started.elapsed();
     let options = &options;
-    let groups = desired(options, discovery.results());
+    let named = names(options, discovery.results());
 
     let complete: BTreeSet<String> = discovery
         .results()
@@ -103,7 +103,13 @@ pub fn run(mut options: SyncOptions) -> Result<Exit> {
         if docs[target].as_mapping().is_some_and(Mapping::is_empty) {
             docs[target] = kubeconfig::empty_document();
         }
-        let outcome = kubeconfig::merge(&mut docs, target, &groups, &rules);
+        // The entries are built per round and moved into the documents, so the
+        // fleet is held once, not twice.
+        let groups = named
+            .iter()
+            .map(|(found, name)| entries(options, found, name))
+            .collect();
+        let outcome = kubeconfig::merge(&mut docs, target, groups, &rules);
         let dirty = outcome.changed_files();
         if options.dry_run || dirty.iter().all(|i| locked.contains(i)) {
             break (outcome, docs, dirty);
@@ -128,6 +134,7 @@ pub fn run(mut options: SyncOptions) -> Result<Exit> {
             kubeconfig::write_atomic(&paths[i], &yaml::to_string(&docs[i]))?;
         }
     }
+    drop(docs);
     let timings = Timings {
         discover_ms: discovered.as_millis(),
         merge_write_ms: merging.elapsed().as_millis(),
@@ -226,14 +233,14 @@ fn mapping(pairs: &[(&str, Value)]) -> Mapping {
     map
 }
 
-/// The three entries of every found cluster, grouped so a conflict on one keeps
-/// the group out. Two clusters rendering to the same name: the first wins.
-fn desired<'a>(
+/// Every found cluster with the name of its entries. Two clusters rendering to
+/// the same name: the first wins.
+fn names<'a>(
     options: &SyncOptions,
     results: impl Iterator<Item = &'a SourceResult>,
-) -> Vec<Vec<Desired>> {
+) -> Vec<(&'a Found, String)> {
     let mut taken = BTreeSet::new();
-    let mut groups = Vec::new();
+    let mut named = Vec::new();
     for found in results.flat_map(|r| &r.clusters) {
         let template = options.name_template.as_deref().unwrap_or_else(|| {
             crate::cloud::by_name(found.provider).map_or("{provider}_{location}_{name}", |c| {
@@ -248,11 +255,13 @@ fn desired<'a>(
             ));
             continue;
         }
-        groups.push(entries(options, found, &name));
+        named.push((found, name));
     }
-    groups
+    named
 }
 
+/// The three entries of a found cluster, grouped so a conflict on one keeps the
+/// group out.
 fn entries(options: &SyncOptions, found: &Found, name: &str) -> Vec<Desired> {
     let owner_key = crate::cloud::by_name(found.provider).map_or("owner", |c| c.owner_key());
     let mut marker = mapping(&[

@@ -95,7 +95,7 @@ fn normalized(value: &Value) -> Value {
 fn merged_inner(
     kind: Kind,
     existing: Option<&Value>,
-    desired: &Desired,
+    mut desired: Desired,
     now: &str,
 ) -> (Value, Vec<String>) {
     let mut inner = existing
@@ -104,12 +104,12 @@ fn merged_inner(
         .unwrap_or_default();
     let mut changed = Vec::new();
     for field in kind.owned_fields() {
-        let want = desired.fields.get(*field);
-        if inner.get(*field).map(normalized) != want.map(normalized) {
+        let want = desired.fields.remove(*field);
+        if inner.get(*field).map(normalized) != want.as_ref().map(normalized) {
             changed.push(field.to_string());
             match want {
                 Some(v) => {
-                    inner.insert(key(field), v.clone());
+                    inner.insert(key(field), v);
                 }
                 None => {
                     inner.remove(*field);
@@ -129,7 +129,6 @@ fn merged_inner(
             .and_then(Value::as_mapping)
             .cloned()
     });
-    let mut marker = desired.marker.clone();
     let same_marker = old_marker.as_ref().is_some_and(|old| {
         let mut old = old.clone();
         old.remove(LAST_CHANGED);
@@ -138,6 +137,7 @@ fn merged_inner(
     if !same_marker {
         changed.push("marker".to_string());
     }
+    let mut marker = desired.marker;
     let last_changed = match (&old_marker, changed.is_empty()) {
         (Some(old), true) => old.get(LAST_CHANGED).cloned().unwrap_or_else(|| key(now)),
         _ => key(now),
@@ -195,7 +195,7 @@ fn index(docs: &[Value]) -> Index {
 pub fn merge(
     docs: &mut [Value],
     target: usize,
-    groups: &[Vec<Desired>],
+    groups: Vec<Vec<Desired>>,
     rules: &MergeRules<'_>,
 ) -> MergeOutcome {
     let mut outcome = MergeOutcome::default();
@@ -221,7 +221,7 @@ pub fn merge(
                     .map(|(f, _, _)| (d, *f))
             })
             .collect();
-        for d in group {
+        for d in &group {
             wanted.insert((d.kind, d.name.clone()));
         }
         if !conflicts.is_empty() && !rules.adopt {
@@ -252,7 +252,8 @@ pub fn merge(
             let existing_inner = index
                 .and_then(|i| entries[i].get(d.kind.inner_key()))
                 .cloned();
-            let (inner, changed) = merged_inner(d.kind, existing_inner.as_ref(), d, &rules.now);
+            let (kind, name) = (d.kind, d.name.clone());
+            let (inner, changed) = merged_inner(kind, existing_inner.as_ref(), d, &rules.now);
             let change = match index {
                 None => Change::Added,
                 Some(_) if changed.is_empty() => Change::Unchanged,
@@ -261,18 +262,18 @@ pub fn merge(
             match index {
                 Some(i) if change != Change::Unchanged => {
                     if let Some(map) = entries[i].as_mapping_mut() {
-                        map.insert(key(d.kind.inner_key()), inner);
+                        map.insert(key(kind.inner_key()), inner);
                     }
                 }
                 Some(_) => {}
                 None => {
                     let mut entry = Mapping::new();
-                    entry.insert(key("name"), key(&d.name));
-                    entry.insert(key(d.kind.inner_key()), inner);
+                    entry.insert(key("name"), key(&name));
+                    entry.insert(key(kind.inner_key()), inner);
                     entries.push(Value::Mapping(entry));
                 }
             }
-            outcome.push(d.kind, &d.name, change, file);
+            outcome.push(kind, &name, change, file);
         }
     }
     shadowed.sort_unstable();
