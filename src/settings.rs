@@ -82,6 +82,16 @@ impl Settings {
     }
 }
 
+/// The kubeconfig the fleet lives in, for the commands that read it (`list`,
+/// `kubeconfig`, `shell`, completion): `--kubeconfig`, else config.yaml's
+/// `kubeconfig` (where `sync` writes), else `None`: the files kubectl reads.
+pub fn fleet_kubeconfig(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
+    match explicit {
+        Some(path) => Ok(Some(path.to_path_buf())),
+        None => Ok(Settings::load(None)?.kubeconfig),
+    }
+}
+
 /// `~`, `~/...`, `$HOME` and `${HOME}` at the start of a path mean the home
 /// directory, as they do in a shell (config.yaml is read by no shell).
 pub fn expand_home(path: &str) -> String {

@@ -130,8 +130,12 @@ pub fn run(mut options: SyncOptions) -> Result<Exit> {
         }
         crate::error::write_stdout(&lines.join("\n"))?;
     } else if !options.dry_run {
+        let names_index = crate::cache::TokenCache::locate().map(|c| c.dir().join("names"));
         for &i in &dirty {
             kubeconfig::write_atomic(&paths[i], &yaml::to_string(&docs[i]))?;
+            if let Some(dir) = &names_index {
+                kubeconfig::names::remember(dir, &paths[i], &docs[i]);
+            }
         }
     }
     drop(docs);

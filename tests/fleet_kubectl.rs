@@ -151,3 +151,78 @@ fn shell_starts_bash_with_one_context_per_shell() {
     ]);
     tmux.expect("n=2");
 }
+
+/// `FLEETCTX_COMPLETE=fish fleetctx -- fleetctx kubeconfig PREFIX`: the candidates.
+fn complete(world: &World, prefix: &str) -> Vec<String> {
+    let ran = run(world
+        .fleetctx(&["--", "fleetctx", "kubeconfig", prefix])
+        .env("FLEETCTX_COMPLETE", "fish"))
+    .ok();
+    ran.stdout.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn a_fleet_kept_in_its_own_file_is_what_list_kubeconfig_and_completion_read() {
+    needs!("kubectl");
+    let Some(fleet) = Fleet::start() else { return };
+    let store = fleet.world.path("fleet.yaml");
+    std::fs::create_dir_all(fleet.world.path("config/fleetctx")).unwrap();
+    std::fs::write(
+        fleet.world.path("config/fleetctx/config.yaml"),
+        format!("kubeconfig: {}\n", store.display()),
+    )
+    .unwrap();
+    // kubectl's own file holds the user's entries and stays as it is.
+    let main = fleet.world.path("home/.kube/config");
+    std::fs::create_dir_all(main.parent().unwrap()).unwrap();
+    let mine = "apiVersion: v1\nkind: Config\ncontexts:\n- name: gke_mine\n  context: {cluster: mine, user: mine}\n";
+    std::fs::write(&main, mine).unwrap();
+    run(&mut fleet
+        .world
+        .fleetctx(&["sync", "--gke-project", "p-beta", "--no-eks"]))
+    .ok();
+    assert_eq!(std::fs::read_to_string(&main).unwrap(), mine);
+
+    let listed = run(&mut fleet.world.fleetctx(&["list", "-o", "json"]))
+        .ok()
+        .json();
+    assert_eq!(
+        listed[0]["context"], "gke_p-beta_asia-east1-a_b",
+        "{listed}"
+    );
+    assert_eq!(
+        complete(&fleet.world, "gke_"),
+        ["gke_p-beta_asia-east1-a_b"]
+    );
+    // The sync left an index of the names, so completion parses nothing.
+    let index = std::fs::read_dir(fleet.world.cache_dir().join("names"))
+        .unwrap()
+        .count();
+    assert_eq!(index, 1);
+
+    // A hand edit to the fleet file shows at the next TAB.
+    let kubectl = tool("kubectl").unwrap();
+    run(fleet
+        .world
+        .command(&kubectl)
+        .args(["config", "set-context", "gke_by-hand", "--cluster", "x"])
+        .arg("--kubeconfig")
+        .arg(&store))
+    .ok();
+    assert_eq!(
+        complete(&fleet.world, "gke_"),
+        ["gke_by-hand", "gke_p-beta_asia-east1-a_b"]
+    );
+
+    let path = run(&mut fleet
+        .world
+        .fleetctx(&["kubeconfig", "gke_p-beta_asia-east1-a_b"]))
+    .ok()
+    .stdout;
+    let got = run(fleet
+        .world
+        .command(&kubectl)
+        .env("KUBECONFIG", path.trim())
+        .args(["get", "ns"]));
+    assert_eq!(got.status, 0, "{}", got.stderr);
+}

@@ -16,14 +16,15 @@ pub struct KubeconfigArgs {
     /// The context to write alone.
     #[arg(value_name = "CONTEXT", add = ArgValueCompleter::new(complete_contexts))]
     pub context: String,
-    /// Read this kubeconfig (default: the files kubectl reads).
+    /// Read this kubeconfig (default: config.yaml's kubeconfig, else the files kubectl reads).
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
 }
 
 /// The one-context file for `args.context`, written under the cache directory.
 fn write_single(args: &KubeconfigArgs) -> Result<PathBuf> {
-    let files = kubeconfig::load_all(args.kubeconfig.as_deref())?;
+    let fleet = crate::settings::fleet_kubeconfig(args.kubeconfig.as_deref())?;
+    let files = kubeconfig::load_all(fleet.as_deref())?;
     let doc = single::extract(&files, &args.context)?;
     let dir = TokenCache::locate()
         .ok_or_else(|| Error::new("cannot find the cache directory").hint("set XDG_CACHE_HOME"))?

@@ -6,7 +6,7 @@ use clap::Args;
 use clap_complete::engine::{ArgValueCompleter, CompletionCandidate};
 
 use crate::error::{Exit, Result, write_stdout};
-use crate::kubeconfig::{self, Kind};
+use crate::kubeconfig;
 use crate::list::{self, Format};
 
 #[derive(Debug, Args)]
@@ -14,7 +14,7 @@ pub struct ListArgs {
     /// Output format; json and yaml are stable shapes for scripts.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
-    /// Read this kubeconfig (default: the files kubectl reads).
+    /// Read this kubeconfig (default: config.yaml's kubeconfig, else the files kubectl reads).
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
     /// Show only these contexts.
@@ -23,20 +23,23 @@ pub struct ListArgs {
 }
 
 pub fn exec(args: ListArgs) -> Result<Exit> {
-    let mut entries = list::managed(args.kubeconfig.as_deref())?;
+    let fleet = crate::settings::fleet_kubeconfig(args.kubeconfig.as_deref())?;
+    let mut entries = list::managed(fleet.as_deref())?;
     if !args.contexts.is_empty() {
         entries.retain(|m| args.contexts.contains(&m.context));
     }
     write_stdout(&list::render(&entries, args.output)?)
 }
 
-/// Context names from the local kubeconfig only: no credentials, no network.
+/// Context names from the local kubeconfig only: no credentials, no network, and
+/// on a fleet-sized file, no parse while its index is fresh.
 pub fn complete_contexts(current: &std::ffi::OsStr) -> Vec<CompletionCandidate> {
     let prefix = current.to_string_lossy();
-    let mut names: Vec<String> = kubeconfig::load_all(None)
-        .unwrap_or_default()
-        .iter()
-        .flat_map(|(_, doc)| kubeconfig::entry_names(doc, Kind::Context))
+    let fleet = crate::settings::fleet_kubeconfig(None).unwrap_or_default();
+    let paths = kubeconfig::listed_paths(fleet.as_deref()).unwrap_or_default();
+    let index = crate::cache::TokenCache::locate().map(|c| c.dir().join("names"));
+    let mut names: Vec<String> = kubeconfig::names::context_names(&paths, index.as_deref())
+        .into_iter()
         .filter(|n| n.starts_with(prefix.as_ref()))
         .collect();
     names.sort();

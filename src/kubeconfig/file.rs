@@ -2,7 +2,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -217,3 +217,38 @@ pub fn write_atomic(target: &Path, text: &str) -> Result<()> {
 /// `rename(2)` onto a mount point, and across file systems.
 const EBUSY: i32 = 16;
 const EXDEV: i32 = 18;
+
+/// Writes `text` to `dir/name`, readable by the owner alone (0600 in a 0700
+/// directory), through a temporary file renamed into place.
+pub fn write_private(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    let fail =
+        |e: std::io::Error| Error::new(format!("could not write {}", path.display())).cause(e);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(fail)?;
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .and_then(|_| fs::rename(&tmp, &path))
+        .map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            fail(e)
+        })?;
+    Ok(path)
+}
+
+/// The SHA-256 of `text` in hex: a plain file name for any string.
+pub fn digest(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

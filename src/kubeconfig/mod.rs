@@ -15,6 +15,7 @@
 mod file;
 mod merge;
 mod model;
+pub mod names;
 pub mod single;
 pub mod yaml;
 

@@ -1,8 +1,6 @@
 //! One context alone in a small kubeconfig of its own (`fleetctx kubeconfig`,
 //! `fleetctx shell`): kubectl then parses three entries, not the whole fleet.
 
-use std::fs;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use yaml_serde::Value;
@@ -116,14 +114,6 @@ fn absolutize(entry: &mut Value, kind: Kind, from: &Path) {
 /// Writes `doc` as `<dir>/<context>.yaml` (0600, the directory 0700, replaced
 /// atomically) and answers its path.
 pub fn write(dir: &Path, context: &str, doc: &Value) -> Result<PathBuf> {
-    let fail = |e: std::io::Error, what: &Path| {
-        Error::new(format!("could not write {}", what.display())).cause(e)
-    };
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| fail(e, dir))?;
     // Context names may hold `/` and `:` (ARNs): keep the file name plain.
     let stem: String = context
         .chars()
@@ -135,27 +125,6 @@ pub fn write(dir: &Path, context: &str, doc: &Value) -> Result<PathBuf> {
             }
         })
         .collect();
-    let digest = {
-        use sha2::Digest;
-        let d = sha2::Sha256::digest(context.as_bytes());
-        d[..4]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
-    let path = dir.join(format!("{stem}-{digest}.yaml"));
-    let tmp = dir.join(format!(".{stem}-{digest}.{}.tmp", std::process::id()));
-    let text = super::yaml::to_string(doc);
-    let written = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
-        .and_then(|_| fs::rename(&tmp, &path));
-    written.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        fail(e, &path)
-    })?;
-    Ok(path)
+    let name = format!("{stem}-{}.yaml", &super::file::digest(context)[..8]);
+    super::file::write_private(dir, &name, &super::yaml::to_string(doc))
 }
