@@ -372,3 +372,25 @@ fn help_teaches_and_version_works() {
         );
     }
 }
+
+#[test]
+fn token_parses_the_same_through_its_short_command_line_as_through_the_whole() {
+    let world = World::new();
+    // `fleetctx token ...` builds the token tree alone; a global flag first
+    // (`-q token ...`) goes through the whole command line.
+    for args in [
+        &["token", "eks", "--help"][..],
+        &["token", "gke", "--help"],
+        &["token", "--help"],
+        &["token", "eks", "--no-such-flag"],
+        &["token", "eks"],
+    ] {
+        let short = run(&mut world.fleetctx(args));
+        let mut whole_args = vec!["-q"];
+        whole_args.extend_from_slice(args);
+        let whole = run(&mut world.fleetctx(&whole_args));
+        assert_eq!(short.status, whole.status, "{args:?}");
+        assert_eq!(short.stdout, whole.stdout, "{args:?}");
+        assert_eq!(short.stderr, whole.stderr, "{args:?}");
+    }
+}

@@ -10,7 +10,7 @@ mod list;
 mod sync;
 mod token;
 
-use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub use completions::{COMPLETE_VAR, complete_if_asked, completion_script};
 
@@ -23,11 +23,23 @@ use crate::error::{Error, Exit, Result};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    output: Output,
+}
+
+#[derive(Debug, Args)]
+struct Output {
     /// Print a debug line for every API call (method, host, outcome, duration; never a secret).
-    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "quiet",
+        display_order = 900
+    )]
     verbose: bool,
     /// Print nothing but errors.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, display_order = 901)]
     quiet: bool,
 }
 
@@ -72,8 +84,23 @@ enum Command {
 /// scan flags added from the registry.
 pub fn command() -> clap::Command {
     Cli::command()
-        .subcommand(token::command().display_order(0))
+        .subcommand(token::command(None).display_order(0))
         .mut_subcommand("sync", sync::with_cloud_flags)
+}
+
+/// The command line that parses `args`. kubectl runs `fleetctx token ...` for
+/// every call, so that gets the `token` tree alone: the rest is never built.
+pub fn command_for(args: &[std::ffi::OsString]) -> clap::Command {
+    if args.get(1).is_some_and(|a| a == "token") {
+        let root = clap::Command::new("fleetctx").version(env!("CARGO_PKG_VERSION"));
+        let cloud = args
+            .get(2)
+            .and_then(|a| a.to_str())
+            .and_then(crate::cloud::by_name);
+        Output::augment_args(root).subcommand(token::command(cloud))
+    } else {
+        command()
+    }
 }
 
 /// Runs a parsed command line.

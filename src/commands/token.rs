@@ -3,12 +3,12 @@
 
 use clap::ArgMatches;
 
-use crate::cloud::CLOUDS;
+use crate::cloud::{CLOUDS, Cloud};
 use crate::error::{Error, Exit, Result, warn, write_stdout};
 use crate::exec_credential;
 
-/// `token`, with every cloud's subcommand.
-pub fn command() -> clap::Command {
+/// `token`, with every cloud's subcommand, or only `cloud`'s.
+pub fn command(cloud: Option<&dyn Cloud>) -> clap::Command {
     let mut command = clap::Command::new("token")
         .about("kubectl exec credential plugin: print an ExecCredential for a cluster")
         .long_about(
@@ -18,10 +18,15 @@ pub fn command() -> clap::Command {
         )
         .subcommand_required(true)
         .arg_required_else_help(true);
-    for cloud in CLOUDS {
-        command = command.subcommand(cloud.token_command());
+    match cloud {
+        Some(cloud) => command.subcommand(cloud.token_command()),
+        None => {
+            for cloud in CLOUDS {
+                command = command.subcommand(cloud.token_command());
+            }
+            command
+        }
     }
-    command
 }
 
 /// Prints the ExecCredential in the apiVersion kubectl asked for: one JSON object
