@@ -23,7 +23,7 @@ fi
 [[ -x "$venv/bin/aws" ]] || { echo "bench: run tests/harness/install.sh first" >&2; exit 1; }
 
 cargo build --release --quiet --manifest-path "$repo/Cargo.toml"
-bin="$repo/target/release/fleetctx"
+bin="${CARGO_TARGET_DIR:-$repo/target}/release/fleetctx"
 
 work="$(mktemp -d)"
 cleanup() { [[ -n "${fakes_pid:-}" ]] && kill "$fakes_pid" 2>/dev/null; rm -rf "$work"; }
