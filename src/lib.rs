@@ -9,7 +9,10 @@
 //! - `kubeconfig`: the files, their model, the merge, YAML, the safe write;
 //! - `token` and `cache`: the cache protocol and its files; `exec_credential`:
 //!   kubectl's contract;
-//! - `list`, `settings`, `error`.
+//! - `list`, `settings`, `error`;
+//! - `fleet`: the library for services, re-exported here: [`discover`] the
+//!   clusters of a set of [`Sources`], and a [`client`] for each [`Cluster`], its
+//!   [`TokenSource`] refreshing itself; `status`: what `fleetctx status` reports.
 
 pub mod cache;
 pub mod cloud;
@@ -17,8 +20,13 @@ pub mod commands;
 pub mod discovery;
 pub mod error;
 pub mod exec_credential;
+pub mod fleet;
 pub mod kubeconfig;
 pub mod list;
 pub mod settings;
 pub mod sync;
 pub mod token;
+
+pub use fleet::{
+    Cluster, Fleet, Outcome, SourceOutcome, Sources, TokenSource, client, discover, managed,
+};

@@ -37,13 +37,13 @@ pub struct SyncOptions {
 }
 
 /// What discovery produced, before anything is written: each cloud's answer.
-struct Discovery {
-    clouds: Vec<(&'static str, Discovered)>,
-    skipped: Vec<String>,
+pub(crate) struct Discovery {
+    pub clouds: Vec<(&'static str, Discovered)>,
+    pub skipped: Vec<String>,
 }
 
 impl Discovery {
-    fn results(&self) -> impl Iterator<Item = &SourceResult> {
+    pub fn results(&self) -> impl Iterator<Item = &SourceResult> {
         self.clouds.iter().flat_map(|(_, found)| &found.results)
     }
 }
@@ -59,10 +59,15 @@ pub fn run(mut options: SyncOptions) -> Result<Exit> {
     }
 
     let started = std::time::Instant::now();
-    let discovery = discover(&mut options)?;
+    let discovery = discover(
+        &mut options.scans,
+        &Limits::new(options.concurrency, options.timeout, options.verbose),
+        options.quiet,
+        &options.token,
+    )?;
     let discovered = started.elapsed();
     let options = &options;
-    let named = names(options, discovery.results());
+    let named = names(options.name_template.as_deref(), discovery.results());
 
     let complete: BTreeSet<String> = discovery
         .results()
@@ -168,20 +173,25 @@ pub fn run(mut options: SyncOptions) -> Result<Exit> {
     Ok(exit)
 }
 
-/// Every cloud's sources, concurrently, under one bound.
-fn discover(options: &mut SyncOptions) -> Result<Discovery> {
-    let limits = Limits::new(options.concurrency, options.timeout, options.verbose);
-    let progress = Progress::new(options.quiet);
-    let explicit = options.scans.iter().any(|(_, s)| s.explicit());
+/// Every cloud's sources, concurrently, under one bound. Blocking: it runs its
+/// own runtime.
+pub(crate) fn discover(
+    scans: &mut [(&'static str, Box<dyn Scan>)],
+    limits: &Limits,
+    quiet: bool,
+    token: &TokenOptions,
+) -> Result<Discovery> {
+    let progress = Progress::new(quiet);
+    let explicit = scans.iter().any(|(_, s)| s.explicit());
     let context = ScanContext {
-        limits: &limits,
+        limits,
         progress: &progress,
         explicit,
-        token: &options.token,
+        token,
     };
     let mut clouds: Vec<(&'static str, Discovered)> = Vec::new();
     let mut ready = Vec::new();
-    for (name, scan) in options.scans.iter_mut() {
+    for (name, scan) in scans.iter_mut() {
         match scan.prepare(&context) {
             Ok(()) => ready.push((*name, &**scan)),
             Err(done) => clouds.push((name, done)),
@@ -239,14 +249,14 @@ fn mapping(pairs: &[(&str, Value)]) -> Mapping {
 
 /// Every found cluster with the name of its entries. Two clusters rendering to
 /// the same name: the first wins.
-fn names<'a>(
-    options: &SyncOptions,
+pub(crate) fn names<'a>(
+    template: Option<&str>,
     results: impl Iterator<Item = &'a SourceResult>,
 ) -> Vec<(&'a Found, String)> {
     let mut taken = BTreeSet::new();
     let mut named = Vec::new();
     for found in results.flat_map(|r| &r.clusters) {
-        let template = options.name_template.as_deref().unwrap_or_else(|| {
+        let template = template.unwrap_or_else(|| {
             crate::cloud::by_name(found.provider).map_or("{provider}_{location}_{name}", |c| {
                 c.default_template(found)
             })

@@ -96,6 +96,8 @@ impl CacheArgs {
 pub struct Credential {
     pub token: Secret,
     pub expiration: String,
+    /// The same instant, in Unix seconds.
+    pub expires_at: i64,
 }
 
 /// The whole token flow. The cache-hit path is: compute the key, read one file.
@@ -103,10 +105,7 @@ pub fn credential<S: TokenSource>(source: &S, options: &TokenOptions) -> Result<
     let key = source.cache_key();
     let cache = options.use_cache.then(TokenCache::locate).flatten();
     let Some(cache) = cache else {
-        return mint_now(source, &key, None, options).map(|e| Credential {
-            token: e.secret,
-            expiration: e.expiration,
-        });
+        return mint_now(source, &key, None, options).map(Credential::from);
     };
     let fresh_until = || cache::now() + options.min_ttl.as_secs() as i64;
     if let Some(hit) = cache.get(&key, fresh_until()) {
@@ -149,6 +148,7 @@ impl From<Entry> for Credential {
         Credential {
             token: entry.secret,
             expiration: entry.expiration,
+            expires_at: entry.expires_at,
         }
     }
 }

@@ -29,6 +29,45 @@ pub fn by_name(name: &str) -> Option<&'static dyn Cloud> {
     CLOUDS.iter().copied().find(|c| c.name() == name)
 }
 
+/// The flags that name what to scan: every cloud's, and a `--no-NAME` for each
+/// (`sync` has them, and so has the library's `Sources`).
+pub fn scan_flags(mut command: Command) -> Command {
+    for cloud in CLOUDS {
+        command = command.next_help_heading(cloud.name().to_uppercase());
+        command = cloud.scan_args(command).arg(
+            clap::Arg::new(format!("no-{}", cloud.name()))
+                .long(format!("no-{}", cloud.name()))
+                .action(clap::ArgAction::SetTrue)
+                .help(format!("Do not scan {}.", cloud.name().to_uppercase())),
+        );
+    }
+    command.next_help_heading(None)
+}
+
+/// What each cloud scans, from `scan_flags`' matches over config.yaml. Naming
+/// sources of one cloud on the command line scans only that cloud.
+pub fn plans(
+    flags: &ArgMatches,
+    settings: &crate::settings::Settings,
+) -> Result<Vec<(&'static str, Box<dyn Scan>)>> {
+    let named: Vec<&str> = CLOUDS
+        .iter()
+        .filter(|c| c.named(flags))
+        .map(|c| c.name())
+        .collect();
+    let mut scans = Vec::new();
+    for cloud in CLOUDS {
+        let off = flags.get_flag(&format!("no-{}", cloud.name()));
+        if off || !(named.is_empty() || named.contains(&cloud.name())) {
+            continue;
+        }
+        if let Some(scan) = cloud.plan(flags, settings.section(cloud.name()))? {
+            scans.push((cloud.name(), scan));
+        }
+    }
+    Ok(scans)
+}
+
 /// One cloud.
 pub trait Cloud: Sync {
     /// `gke`, `eks`: the `token NAME` subcommand, the `--no-NAME` flag, the

@@ -85,7 +85,7 @@ enum Command {
 pub fn command() -> clap::Command {
     Cli::command()
         .subcommand(token::command(None).display_order(0))
-        .mut_subcommand("sync", sync::with_cloud_flags)
+        .mut_subcommand("sync", crate::cloud::scan_flags)
 }
 
 /// The command line that parses `args`. kubectl runs `fleetctx token ...` for

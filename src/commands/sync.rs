@@ -4,9 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Arg, ArgAction, ArgMatches, Args};
+use clap::{ArgMatches, Args};
 
-use crate::cloud::CLOUDS;
 use crate::error::{Error, Exit, Result};
 use crate::settings::Settings;
 use crate::sync::SyncOptions;
@@ -67,39 +66,10 @@ pub enum Report {
     Json,
 }
 
-/// `sync` with every cloud's flags, and a `--no-NAME` for each.
-pub fn with_cloud_flags(mut command: clap::Command) -> clap::Command {
-    for cloud in CLOUDS {
-        command = command.next_help_heading(cloud.name().to_uppercase());
-        command = cloud.scan_args(command).arg(
-            Arg::new(format!("no-{}", cloud.name()))
-                .long(format!("no-{}", cloud.name()))
-                .action(ArgAction::SetTrue)
-                .help(format!("Do not scan {}.", cloud.name().to_uppercase())),
-        );
-    }
-    command.next_help_heading(None)
-}
-
 /// Flags over settings over defaults.
 pub fn exec(args: SyncArgs, flags: &ArgMatches, verbose: bool, quiet: bool) -> Result<Exit> {
     let settings = Settings::load(args.config.as_deref())?;
-    // Naming sources of one cloud on the command line scans only that cloud.
-    let named: Vec<&str> = CLOUDS
-        .iter()
-        .filter(|c| c.named(flags))
-        .map(|c| c.name())
-        .collect();
-    let mut scans = Vec::new();
-    for cloud in CLOUDS {
-        let off = flags.get_flag(&format!("no-{}", cloud.name()));
-        if off || !(named.is_empty() || named.contains(&cloud.name())) {
-            continue;
-        }
-        if let Some(scan) = cloud.plan(flags, settings.section(cloud.name()))? {
-            scans.push((cloud.name(), scan));
-        }
-    }
+    let scans = crate::cloud::plans(flags, &settings)?;
     let exec_command = match args.exec_command.or(settings.exec_command) {
         Some(command) => command,
         None => exec_path()?.display().to_string(),
