@@ -353,6 +353,8 @@ impl Limits {
 /// clusters found. Nothing of the kind when stderr is a pipe or a file.
 pub struct Progress {
     enabled: bool,
+    /// What is counted: `None` for sources (with clusters found), else the noun.
+    counting: Option<&'static str>,
     total: AtomicUsize,
     done: AtomicUsize,
     clusters: AtomicUsize,
@@ -362,6 +364,7 @@ impl Progress {
     pub fn new(quiet: bool) -> Self {
         Progress {
             enabled: !quiet && std::io::stderr().is_terminal(),
+            counting: None,
             total: AtomicUsize::new(0),
             done: AtomicUsize::new(0),
             clusters: AtomicUsize::new(0),
@@ -382,8 +385,30 @@ impl Progress {
         result
     }
 
+    /// Progress over `noun` (`clusters`): done of expected.
+    pub fn counting(quiet: bool, noun: &'static str) -> Self {
+        Progress {
+            counting: Some(noun),
+            ..Progress::new(quiet)
+        }
+    }
+
+    /// One more of `counting`'s noun done when `step` is.
+    pub async fn step<T>(&self, step: impl Future<Output = T>) -> T {
+        let done = step.await;
+        self.done.fetch_add(1, Ordering::Relaxed);
+        self.draw();
+        done
+    }
+
     fn draw(&self) {
-        if self.enabled {
+        if let (true, Some(noun)) = (self.enabled, self.counting) {
+            eprint!(
+                "\r\x1b[2Kfleetctx: {}/{} {noun} done",
+                self.done.load(Ordering::Relaxed),
+                self.total.load(Ordering::Relaxed),
+            );
+        } else if self.enabled {
             eprint!(
                 "\r\x1b[2Kfleetctx: scanning: {}/{} sources done, {} clusters found",
                 self.done.load(Ordering::Relaxed),

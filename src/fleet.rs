@@ -98,7 +98,9 @@ impl Sources {
     fn flags(&self) -> Result<ArgMatches> {
         crate::cloud::scan_flags(clap::Command::new("sources").no_binary_name(true))
             .try_get_matches_from(&self.args)
-            .map_err(|e| Error::new(format!("invalid sources: {}", e.kind())).because(e.to_string()))
+            .map_err(|e| {
+                Error::new(format!("invalid sources: {}", e.kind())).because(e.to_string())
+            })
     }
 }
 
@@ -317,7 +319,11 @@ impl TokenSource {
     pub fn from_exec_args(args: &[String], shared_cache: bool) -> Result<TokenSource> {
         let (cloud, rest) = match args {
             [token, cloud, rest @ ..] if token == "token" => (cloud, rest),
-            _ => return Err(Error::new(format!("not `fleetctx token` arguments: {args:?}"))),
+            _ => {
+                return Err(Error::new(format!(
+                    "not `fleetctx token` arguments: {args:?}"
+                )));
+            }
         };
         let cloud = crate::cloud::by_name(cloud)
             .ok_or_else(|| Error::new(format!("no cloud called {cloud}")))?;
@@ -391,14 +397,17 @@ pub fn client(cluster: &Cluster) -> Result<kube::Client> {
     use tower::filter::AsyncFilterLayer;
 
     let server: http::Uri = cluster.server.parse().map_err(|e| {
-        Error::new(format!("cluster {}: invalid server {}", cluster.name, cluster.server)).cause(e)
+        Error::new(format!(
+            "cluster {}: invalid server {}",
+            cluster.name, cluster.server
+        ))
+        .cause(e)
     })?;
     let mut config = kube::Config::new(server);
     if let Some(ca) = &cluster.ca_data {
-        config.root_cert = Some(
-            ca_certificates(ca)
-                .map_err(|why| Error::new(format!("cluster {}: invalid CA data", cluster.name)).because(why))?,
-        );
+        config.root_cert = Some(ca_certificates(ca).map_err(|why| {
+            Error::new(format!("cluster {}: invalid CA data", cluster.name)).because(why)
+        })?);
     }
     config.connect_timeout = Some(Duration::from_secs(10));
     config.read_timeout = Some(Duration::from_secs(60));
@@ -420,7 +429,11 @@ pub fn client(cluster: &Cluster) -> Result<kube::Client> {
         .layer(authorize)
         .layer(BufferLayer::<http::Request<kube::client::Body>>::new(1024));
     let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| {
-        Error::new(format!("cluster {}: could not build a client", cluster.name)).cause(e)
+        Error::new(format!(
+            "cluster {}: could not build a client",
+            cluster.name
+        ))
+        .cause(e)
     })?;
     Ok(builder.with_layer(&stack).build())
 }

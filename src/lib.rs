@@ -24,6 +24,7 @@ pub mod fleet;
 pub mod kubeconfig;
 pub mod list;
 pub mod settings;
+pub mod status;
 pub mod sync;
 pub mod token;
 

@@ -7,6 +7,7 @@ mod cache;
 mod completions;
 mod kubeconfig;
 mod list;
+mod status;
 mod sync;
 mod token;
 
@@ -69,6 +70,15 @@ enum Command {
     ///
     /// Example: fleetctx shell gke_my-project_europe-west1_prod
     Shell(kubeconfig::KubeconfigArgs),
+    /// Every cluster's state: reachable, authenticated, version, node, namespace
+    /// and pod counts, latency.
+    ///
+    /// Probes the managed contexts of the kubeconfig (or, with --discover, what
+    /// sync would scan) concurrently; a failing cluster shows why and never stops
+    /// the report. Exits 3 when any cluster failed.
+    ///
+    /// Example: fleetctx status --context 'eks_*' -o json
+    Status(status::StatusArgs),
     /// Show or clear the token cache (identities and expiry; never a token).
     ///
     /// Example: fleetctx cache clear --provider eks
@@ -86,6 +96,7 @@ pub fn command() -> clap::Command {
     Cli::command()
         .subcommand(token::command(None).display_order(0))
         .mut_subcommand("sync", crate::cloud::scan_flags)
+        .mut_subcommand("status", crate::cloud::scan_flags)
 }
 
 /// The command line that parses `args`. kubectl runs `fleetctx token ...` for
@@ -119,6 +130,12 @@ pub fn run(matches: &ArgMatches) -> Result<Exit> {
             sync::exec(args, flags, verbose, quiet)
         }
         Command::List(args) => list::exec(args),
+        Command::Status(args) => {
+            let flags = matches
+                .subcommand_matches("status")
+                .expect("status was matched");
+            status::exec(args, flags, quiet)
+        }
         Command::Kubeconfig(args) => kubeconfig::exec(args),
         Command::Shell(args) => kubeconfig::shell(args, quiet),
         Command::Cache(command) => cache::exec(command, quiet),

@@ -582,6 +582,9 @@ class State:
             self.faults = {}  # route -> [status, remaining]
             self.denied_impersonation = set()
             self.api_delay_ms = 0
+            # Per-cluster API server behaviour, by the name in its /gke|eks/NAME prefix:
+            # {"delay_ms", "status", "forbid": [resource], "nodes", "pods", "namespaces"}.
+            self.kube_clusters = {}
             self.aws_disabled_regions = set()
             self.aws_revoked_keys = set()  # access key ids every AWS call rejects
             self.aws_denied_roles = set()  # role ARNs AssumeRole refuses
@@ -1303,6 +1306,12 @@ class GoogleHandler(BaseHandler):
         m = GAT_RE.match(path)
         if m:
             return self.generate_access_token(m.group(1), body)
+        if path == "/_kube/clusters":
+            if not isinstance(body, dict):
+                return self.send_json(400, {"error": "an object of cluster name: behaviour"})
+            with STATE.lock:
+                STATE.kube_clusters.update(body)
+            return self.send_json(200, {"clusters": sorted(STATE.kube_clusters)})
         if path == "/_config":
             return self.config(body)
         if path == "/_reset":
@@ -1804,6 +1813,13 @@ class KubeHandler(BaseHandler):
         status = STATE.take_fault("kube")
         if status:
             return self.send_json(status, k8s_status(status, "InternalError", "injected failure"))
+        with STATE.lock:
+            behaviour = dict(STATE.kube_clusters.get(cluster) or {})
+        if behaviour.get("delay_ms"):
+            time.sleep(behaviour["delay_ms"] / 1000)
+        if behaviour.get("status") == 401:
+            STATE.bump("kube_unauthorized")
+            return self.send_json(401, K8S_UNAUTHORIZED)
         ident = self.authenticate(kind, cluster)
         if ident is None:
             STATE.bump("kube_unauthorized")
@@ -1814,7 +1830,44 @@ class KubeHandler(BaseHandler):
         if self.command not in ("GET", "HEAD"):
             return self.send_json(405, k8s_status(405, "MethodNotAllowed",
                                                   "the fake only serves GET"))
+        self.behaviour = behaviour
         return self.route(path.rstrip("/") or "/")
+
+    def kube_list(self, resource, kind, names, full=None):
+        """A list as the API server pages it: `limit`, `continue`, and
+        `remainingItemCount`; metadata only when the client asks for
+        PartialObjectMetadataList (as kube-rs's list_metadata does)."""
+        who = dict(self.behaviour)
+        if resource in (who.get("forbid") or []):
+            return self.send_json(403, k8s_status(
+                403, "Forbidden", f'{resource} is forbidden: User "fleetctx-test" cannot list '
+                                  f'resource "{resource}" in API group "" at the cluster scope'))
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        limit = int((query.get("limit") or ["0"])[0] or 0)
+        start = int((query.get("continue") or ["0"])[0] or 0)
+        rest = names[start:]
+        page = rest[:limit] if limit else rest
+        meta = {"resourceVersion": "1"}
+        if len(rest) > len(page):
+            meta["continue"] = str(start + len(page))
+            meta["remainingItemCount"] = len(rest) - len(page)
+
+        def metadata(name):
+            namespace, _, name = name.rpartition("/")
+            m = {"name": name, "uid": hashlib.md5(name.encode()).hexdigest(),
+                 "resourceVersion": "1", "creationTimestamp": CREATED}
+            if namespace:
+                m["namespace"] = namespace
+            return m
+        if "as=PartialObjectMetadataList" in self.headers.get("Accept", ""):
+            return self.send_json(200, {
+                "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
+                "items": [{"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                           "metadata": metadata(n)} for n in page]})
+        return self.send_json(200, {"kind": f"{kind}List", "apiVersion": "v1", "metadata": meta,
+                                    "items": [full(n) if full else
+                                              {"kind": kind, "apiVersion": "v1",
+                                               "metadata": metadata(n)} for n in page]})
 
     def authenticate(self, prefix_kind, cluster):
         tok = self.bearer()
@@ -1861,12 +1914,18 @@ class KubeHandler(BaseHandler):
                                "namespaced": False, "kind": "Namespace",
                                "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
                                "shortNames": ["ns"]}]})
+        counts = self.behaviour
+        if path == "/api/v1/nodes":
+            return self.kube_list("nodes", "Node",
+                                  [f"node-{i}" for i in range(counts.get("nodes", 3))])
+        if path == "/api/v1/pods":
+            return self.kube_list("pods", "Pod",
+                                  [f"default/pod-{i}" for i in range(counts.get("pods", 5))])
+        if path == "/api/v1/namespaces" and "as=Table" not in self.headers.get("Accept", ""):
+            return self.kube_list("namespaces", "Namespace",
+                                  list(counts.get("namespaces", NAMESPACES)), ns_object)
         if path == "/api/v1/namespaces":
-            if "as=Table" in self.headers.get("Accept", ""):
-                return self.send_json(200, ns_table(NAMESPACES))
-            return self.send_json(200, {"kind": "NamespaceList", "apiVersion": "v1",
-                                        "metadata": {"resourceVersion": "1"},
-                                        "items": [ns_object(n) for n in NAMESPACES]})
+            return self.send_json(200, ns_table(list(counts.get("namespaces", NAMESPACES))))
         m = re.match(r"^/api/v1/namespaces/([^/]+)$", path)
         if m:
             name = m.group(1)
@@ -1993,17 +2052,26 @@ def main(argv=None):
     ctx.load_cert_chain(cert_file, key_file)
     kube = TLSServer(("127.0.0.1", 0), KubeHandler, ctx)
     STATE.kube_url = f"https://127.0.0.1:{kube.server_address[1]}"
+    # The same API server behind a certificate of another CA: what a cluster
+    # whose certificate does not match the CA its kubeconfig holds looks like.
+    other_dir = os.path.join(state_dir, "other-ca")
+    os.makedirs(other_dir, exist_ok=True)
+    _, other_cert, other_key = make_tls(other_dir)
+    other_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    other_ctx.load_cert_chain(other_cert, other_key)
+    kube_other = TLSServer(("127.0.0.1", 0), KubeHandler, other_ctx)
     fleet = {"projects": bench_fleet(*args.gke_fleet) if args.gke_fleet else {}}
     if args.rm_page_size:
         fleet["rm_page_size"] = args.rm_page_size
     set_gke_fleet(fleet)
 
     threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
-               for s in (google, kube)]
+               for s in (google, kube, kube_other)]
     for t in threads:
         t.start()
 
-    info = {"google": google_url, "kube": STATE.kube_url}
+    info = {"google": google_url, "kube": STATE.kube_url,
+            "kube_other_ca": f"https://127.0.0.1:{kube_other.server_address[1]}"}
     if moto_thread is not None:
         moto_thread.join()
         if "error" in moto_box:

@@ -1,0 +1,179 @@
+//! `fleetctx status`: each cluster's state, probed concurrently through the
+//! library's clients. A cluster that cannot be reached, trusted or entered shows
+//! why; it never stops the report.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::api::{Api, ListParams};
+use serde::Serialize;
+
+use crate::fleet::Cluster;
+
+/// What one cluster answered.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClusterStatus {
+    pub context: String,
+    pub provider: String,
+    pub server: String,
+    /// `ok`, or why not: `dns`, `connect`, `tls`, `timeout`, `unauthorized`,
+    /// `forbidden`, `credentials`, `error`.
+    pub state: &'static str,
+    /// The reason in words, when not ok.
+    pub reason: Option<String>,
+    /// An HTTP answer came back over a trusted TLS connection.
+    pub reachable: bool,
+    /// The server accepted the token (not 401).
+    pub authenticated: bool,
+    /// `gitVersion` of `/version`.
+    pub version: Option<String>,
+    pub nodes: Count,
+    pub namespaces: Count,
+    pub pods: Count,
+    /// Round trip of `/version`, in milliseconds.
+    pub latency_ms: Option<u64>,
+}
+
+/// A count from one `limit=1` list: the items plus `remainingItemCount`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Count {
+    Counted(i64),
+    /// The identity may not list these.
+    Forbidden,
+    /// Not asked (the cluster failed first) or no answer in time.
+    Unknown,
+}
+
+impl Count {
+    pub fn text(&self) -> String {
+        match self {
+            Count::Counted(n) => n.to_string(),
+            Count::Forbidden => "forbidden".to_string(),
+            Count::Unknown => "-".to_string(),
+        }
+    }
+}
+
+/// Probes one cluster within `timeout`: `/version`, then the three counts.
+pub async fn probe(cluster: &Cluster, timeout: Duration) -> ClusterStatus {
+    let mut status = ClusterStatus {
+        context: cluster.name.clone(),
+        provider: cluster.provider.to_string(),
+        server: cluster.server.clone(),
+        state: "ok",
+        reason: None,
+        reachable: false,
+        authenticated: false,
+        version: None,
+        nodes: Count::Unknown,
+        namespaces: Count::Unknown,
+        pods: Count::Unknown,
+        latency_ms: None,
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let client = match crate::fleet::client(cluster) {
+        Ok(client) => client,
+        Err(e) => {
+            status.state = "error";
+            status.reason = Some(e.to_string());
+            return status;
+        }
+    };
+    let started = Instant::now();
+    match tokio::time::timeout_at(deadline, client.apiserver_version()).await {
+        Ok(Ok(info)) => {
+            status.latency_ms = Some(started.elapsed().as_millis() as u64);
+            status.reachable = true;
+            status.authenticated = true;
+            status.version = Some(info.git_version);
+        }
+        Ok(Err(e)) => {
+            let (state, reason) = classify(&e);
+            status.state = state;
+            status.reason = Some(reason);
+            status.reachable = matches!(state, "unauthorized" | "forbidden");
+            status.authenticated = state == "forbidden";
+            return status;
+        }
+        Err(_) => {
+            status.state = "timeout";
+            status.reason = Some(format!("no answer within {} s", timeout.as_secs_f32()));
+            return status;
+        }
+    }
+    let (namespaces, nodes, pods) = futures::join!(
+        count(Api::<Namespace>::all(client.clone()), deadline),
+        count(Api::<Node>::all(client.clone()), deadline),
+        count(Api::<Pod>::all(client), deadline),
+    );
+    status.namespaces = namespaces;
+    status.nodes = nodes;
+    status.pods = pods;
+    status
+}
+
+/// One page of one item, and `remainingItemCount`: never the whole list.
+async fn count<K>(api: Api<K>, deadline: tokio::time::Instant) -> Count
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let one = ListParams::default().limit(1);
+    match tokio::time::timeout_at(deadline, api.list_metadata(&one)).await {
+        Ok(Ok(list)) => Count::Counted(
+            list.items.len() as i64 + list.metadata.remaining_item_count.unwrap_or(0),
+        ),
+        Ok(Err(kube::Error::Api(status))) if status.code == 403 => Count::Forbidden,
+        _ => Count::Unknown,
+    }
+}
+
+/// Why a call failed, as a state and words: the answer's status, else the first
+/// cause down the chain that says what went wrong on the way.
+fn classify(error: &kube::Error) -> (&'static str, String) {
+    use std::io::ErrorKind;
+    if let kube::Error::Api(status) = error {
+        return match status.code {
+            401 => (
+                "unauthorized",
+                "401: the server refused the token".to_string(),
+            ),
+            403 => ("forbidden", format!("403: {}", status.message)),
+            code => ("error", format!("{code}: {}", status.message)),
+        };
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(ours) = e.downcast_ref::<crate::error::Error>() {
+            return ("credentials", ours.to_string());
+        }
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            let why = match tls {
+                rustls::Error::InvalidCertificate(_) => {
+                    format!("the certificate does not match its CA ({tls})")
+                }
+                _ => tls.to_string(),
+            };
+            return ("tls", why);
+        }
+        if e.to_string() == "dns error" {
+            let detail = e.source().map(|s| s.to_string()).unwrap_or_default();
+            return ("dns", format!("the name does not resolve ({detail})"));
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                ErrorKind::ConnectionRefused => {
+                    return ("connect", "connection refused".to_string());
+                }
+                ErrorKind::TimedOut => return ("timeout", "the connection timed out".to_string()),
+                _ => {}
+            }
+            if let Some(inner) = io.get_ref() {
+                cause = Some(inner);
+                continue;
+            }
+        }
+        cause = e.source();
+    }
+    ("error", error.to_string())
+}
