@@ -1307,10 +1307,14 @@ class GoogleHandler(BaseHandler):
         if m:
             return self.generate_access_token(m.group(1), body)
         if path == "/_kube/clusters":
-            if not isinstance(body, dict):
+            try:
+                behaviours = json.loads(body or b"{}")
+            except ValueError:
+                behaviours = None
+            if not isinstance(behaviours, dict):
                 return self.send_json(400, {"error": "an object of cluster name: behaviour"})
             with STATE.lock:
-                STATE.kube_clusters.update(body)
+                STATE.kube_clusters.update(behaviours)
             return self.send_json(200, {"clusters": sorted(STATE.kube_clusters)})
         if path == "/_config":
             return self.config(body)
