@@ -44,9 +44,7 @@ fn misbehaving_fleet() -> Option<Fleet> {
         })),
     );
     assert!(accepted.get("clusters").is_some(), "{accepted}");
-    fleet
-        .sync(&["--gke-project", "p-status", "--no-eks"])
-        .ok();
+    fleet.sync(&["--gke-project", "p-status", "--no-eks"]).ok();
     let kubeconfig = fleet.kubeconfig.display().to_string();
     run(&mut fleet.world.fleetctx(&[
         "sync",
@@ -82,9 +80,15 @@ fn row<'a>(report: &'a Value, context: &str) -> &'a Value {
 #[test]
 fn status_reports_every_cluster_its_own_way_in_about_the_time_of_the_slowest() {
     needs!("kubectl");
-    let Some(fleet) = misbehaving_fleet() else { return };
+    let Some(fleet) = misbehaving_fleet() else {
+        return;
+    };
     let (ran, took) = status(&fleet, &["-o", "json", "--timeout", "5s"]);
-    assert_eq!(ran.status, 3, "a failed cluster makes the exit 3: {}", ran.stderr);
+    assert_eq!(
+        ran.status, 3,
+        "a failed cluster makes the exit 3: {}",
+        ran.stderr
+    );
     let report = ran.json();
     assert_eq!(report.as_array().unwrap().len(), 7, "{report}");
     let gke = |name: &str| format!("gke_p-status_europe-west1-b_{name}");
@@ -137,11 +141,7 @@ fn status_reports_every_cluster_its_own_way_in_about_the_time_of_the_slowest() {
     // The table: the summary first, one sorted row per cluster.
     let (table, _) = status(&fleet, &["--timeout", "5s"]);
     let lines: Vec<&str> = table.stdout.lines().collect();
-    assert!(
-        lines[0].starts_with("7 clusters: 4 ok"),
-        "{}",
-        table.stdout
-    );
+    assert!(lines[0].starts_with("7 clusters: 4 ok"), "{}", table.stdout);
     assert!(lines[1].starts_with("CONTEXT"), "{}", table.stdout);
     let contexts: Vec<&str> = lines[2..]
         .iter()
@@ -154,15 +154,68 @@ fn status_reports_every_cluster_its_own_way_in_about_the_time_of_the_slowest() {
 
 #[test]
 fn a_cluster_slower_than_the_timeout_is_a_timeout_and_the_others_still_report() {
-    let Some(fleet) = misbehaving_fleet() else { return };
+    let Some(fleet) = misbehaving_fleet() else {
+        return;
+    };
     let (ran, took) = status(
         &fleet,
-        &["-o", "json", "--timeout", "700ms", "--context", "gke_*_slow", "--context", "*_healthy"],
+        &[
+            "-o",
+            "json",
+            "--timeout",
+            "700ms",
+            "--context",
+            "gke_*_slow",
+            "--context",
+            "*_healthy",
+        ],
     );
     assert_eq!(ran.status, 3, "{}", ran.stderr);
     let report = ran.json();
     assert_eq!(report.as_array().unwrap().len(), 2, "{report}");
-    assert_eq!(row(&report, "gke_p-status_europe-west1-b_slow")["state"], "timeout");
-    assert_eq!(row(&report, "gke_p-status_europe-west1-b_healthy")["state"], "ok");
+    assert_eq!(
+        row(&report, "gke_p-status_europe-west1-b_slow")["state"],
+        "timeout"
+    );
+    assert_eq!(
+        row(&report, "gke_p-status_europe-west1-b_healthy")["state"],
+        "ok"
+    );
     assert!(took < Duration::from_millis(1900), "{took:?}");
+}
+
+#[test]
+fn the_library_example_lists_the_namespaces_of_every_discovered_cluster() {
+    let Some(fleet) = Fleet::start() else { return };
+    let example = std::path::Path::new(env!("CARGO_BIN_EXE_fleetctx"))
+        .parent()
+        .unwrap()
+        .join("examples/namespaces");
+    let ran = run(fleet.world.command(&example).args([
+        "--gke-project",
+        "p-beta",
+        "--eks-profile",
+        "dev",
+        "--eks-region",
+        "us-east-1",
+    ]))
+    .ok();
+    let mut lines: Vec<&str> = ran.stdout.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "eks_dev_us-east-1_c1: default kube-system",
+            "gke_p-beta_asia-east1-a_b: default kube-system"
+        ],
+        "{}",
+        ran.stderr
+    );
+    // In memory: no kubeconfig written, no token cache.
+    assert!(!fleet.world.path("home/.kube").exists());
+    assert!(
+        !fleet.world.cache_dir().exists(),
+        "{:?}",
+        fleet.world.cache_dir()
+    );
 }
