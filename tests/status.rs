@@ -219,3 +219,31 @@ fn the_library_example_lists_the_namespaces_of_every_discovered_cluster() {
         fleet.world.cache_dir()
     );
 }
+
+#[test]
+fn status_discover_probes_what_sync_would_scan_and_writes_nothing() {
+    let Some(fleet) = misbehaving_fleet() else {
+        return;
+    };
+    let before = fleet.read();
+    let ran = run(&mut fleet.world.fleetctx(&[
+        "status",
+        "--discover",
+        "--gke-project",
+        "p-status",
+        "--context",
+        "*_healthy",
+        "--context",
+        "*_nopods",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(ran.status, 0, "{}", ran.stderr);
+    let report = ran.json();
+    assert_eq!(report.as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(
+        row(&report, "gke_p-status_europe-west1-b_healthy")["pods"],
+        json!({"counted": 42})
+    );
+    assert_eq!(fleet.read(), before, "the kubeconfig is not touched");
+}
