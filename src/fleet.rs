@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The library for services: every cluster of a set of sources, in memory, each
 //! with its connection details, a token source that refreshes itself, and a
 //! [`kube::Client`], with no kubeconfig file, no gcloud and no aws CLI.

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! `fleetctx status`: each cluster's state, probed concurrently through the
 //! library's clients. A cluster that cannot be reached, trusted or entered shows
 //! why; it never stops the report.
@@ -13,8 +14,11 @@ use crate::fleet::Cluster;
 /// What one cluster answered.
 #[derive(Clone, Debug, Serialize)]
 pub struct ClusterStatus {
+    /// The context (or discovered cluster) name.
     pub context: String,
+    /// `gke`, `eks`.
     pub provider: String,
+    /// The API server's URL.
     pub server: String,
     /// `ok`, or why not: `dns`, `connect`, `tls`, `timeout`, `unauthorized`,
     /// `forbidden`, `credentials`, `error`.
@@ -27,8 +31,11 @@ pub struct ClusterStatus {
     pub authenticated: bool,
     /// `gitVersion` of `/version`.
     pub version: Option<String>,
+    /// Nodes in the cluster.
     pub nodes: Count,
+    /// Namespaces in the cluster.
     pub namespaces: Count,
+    /// Pods in every namespace.
     pub pods: Count,
     /// Round trip of `/version`, in milliseconds.
     pub latency_ms: Option<u64>,
@@ -38,6 +45,7 @@ pub struct ClusterStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Count {
+    /// This many.
     Counted(i64),
     /// The identity may not list these.
     Forbidden,
@@ -46,6 +54,7 @@ pub enum Count {
 }
 
 impl Count {
+    /// The number, `forbidden` or `-`, for the table.
     pub fn text(&self) -> String {
         match self {
             Count::Counted(n) => n.to_string(),
