@@ -98,6 +98,11 @@ pub fn exec(args: StatusArgs, flags: &ArgMatches, quiet: bool) -> Result<Exit> {
     } else {
         fleet::managed(args.kubeconfig.as_deref(), true)?
     };
+    if clusters.is_empty() && !args.discover {
+        crate::error::warn(
+            "no context fleetctx manages in the kubeconfig (run `fleetctx sync` first, or `fleetctx status --discover`)",
+        );
+    }
     if !args.contexts.is_empty() {
         clusters.retain(|c| args.contexts.iter().any(|p| matches(p, &c.name)));
     }
