@@ -185,9 +185,11 @@ fn discover_blocking(sources: &Sources) -> Result<Fleet> {
     };
     let limits = Limits::new(sources.concurrency, sources.timeout, false);
     let discovery = crate::sync::discover(&mut scans, &limits, true, &token)?;
+    let mut tokens = Tokens::new(sources.shared_cache);
     let mut clusters = Vec::new();
-    for (found, name) in crate::sync::names(None, discovery.results()) {
-        clusters.push(Cluster::found(found, name, sources.shared_cache)?);
+    let template = settings.name_template.as_deref();
+    for (found, name) in crate::sync::names(template, discovery.results()) {
+        clusters.push(Cluster::found(found, name, tokens.get(&found.token_args)?)?);
     }
     let sources = discovery
         .results()
@@ -209,8 +211,33 @@ fn discover_blocking(sources: &Sources) -> Result<Fleet> {
     })
 }
 
+/// One token source per identity: every cluster whose user runs the same
+/// `fleetctx token` arguments (all of one GKE identity's) shares it.
+struct Tokens {
+    shared_cache: bool,
+    by_args: std::collections::HashMap<Vec<String>, TokenSource>,
+}
+
+impl Tokens {
+    fn new(shared_cache: bool) -> Tokens {
+        Tokens {
+            shared_cache,
+            by_args: Default::default(),
+        }
+    }
+
+    fn get(&mut self, args: &[String]) -> Result<TokenSource> {
+        if let Some(source) = self.by_args.get(args) {
+            return Ok(source.clone());
+        }
+        let source = TokenSource::from_exec_args(args, self.shared_cache)?;
+        self.by_args.insert(args.to_vec(), source.clone());
+        Ok(source)
+    }
+}
+
 impl Cluster {
-    fn found(found: &Found, name: String, shared_cache: bool) -> Result<Cluster> {
+    fn found(found: &Found, name: String, tokens: TokenSource) -> Result<Cluster> {
         Ok(Cluster {
             name,
             provider: found.provider,
@@ -220,63 +247,76 @@ impl Cluster {
             owner: found.owner.clone(),
             server: found.server.clone(),
             ca_data: found.ca_data.clone(),
-            tokens: TokenSource::from_exec_args(&found.token_args, shared_cache)?,
+            tokens,
         })
     }
 }
 
 /// The contexts fleetctx manages in a kubeconfig (`None`: config.yaml's
-/// `kubeconfig`, else the files kubectl reads), as clusters. Their tokens come
-/// from the user entries' `fleetctx token` arguments.
-pub fn managed(kubeconfig: Option<&Path>, shared_cache: bool) -> Result<Vec<Cluster>> {
-    use crate::kubeconfig::{self, single};
+/// `kubeconfig`, else the files kubectl reads), each as a cluster, or the reason
+/// it cannot be one (its user no longer runs `fleetctx token`, say), by context
+/// name. Their tokens come from the user entries' `fleetctx token` arguments.
+pub fn managed(
+    kubeconfig: Option<&Path>,
+    shared_cache: bool,
+) -> Result<Vec<(String, Result<Cluster>)>> {
     let fleet = crate::settings::fleet_kubeconfig(kubeconfig)?;
-    let files = kubeconfig::load_all(fleet.as_deref())?;
-    let mut clusters = Vec::new();
-    for managed in crate::list::managed(fleet.as_deref())? {
-        let alone = single::extract(&files, &managed.context)?;
-        let field = |list: &str, path: &[&str]| {
-            let mut value = alone.get(list)?.as_sequence()?.first()?;
-            for key in path {
-                value = value.get(*key)?;
-            }
-            Some(value.clone())
-        };
-        let text = |list: &str, path: &[&str]| {
-            field(list, path).and_then(|v| v.as_str().map(str::to_string))
-        };
-        let args: Vec<String> = field("users", &["user", "exec", "args"])
-            .and_then(|v| yaml_serde::from_value(v).ok())
-            .unwrap_or_default();
-        let server = text("clusters", &["cluster", "server"]).ok_or_else(|| {
-            Error::new(format!("context {} has no server", managed.context))
-                .hint("run `fleetctx sync` again")
-        })?;
-        let provider = crate::cloud::CLOUDS
-            .iter()
-            .map(|c| c.name())
-            .find(|p| managed.provider.as_deref() == Some(*p))
-            .unwrap_or("unknown");
-        clusters.push(Cluster {
-            provider,
-            source: managed.file.clone(),
-            cluster: managed.cluster.clone().unwrap_or_default(),
-            location: managed.location.clone().unwrap_or_default(),
-            owner: managed.owner().unwrap_or_default().to_string(),
-            ca_data: text("clusters", &["cluster", "certificate-authority-data"]),
-            server,
-            tokens: TokenSource::from_exec_args(&args, shared_cache).map_err(|e| {
-                Error::new(format!(
-                    "context {}: its user does not run `fleetctx token`",
-                    managed.context
-                ))
-                .because(e.to_string())
-                .hint("run `fleetctx sync` again")
-            })?,
-            name: managed.context,
-        });
-    }
-    Ok(clusters)
+    let files = crate::kubeconfig::load_all(fleet.as_deref())?;
+    let mut tokens = Tokens::new(shared_cache);
+    Ok(crate::list::managed(fleet.as_deref())?
+        .into_iter()
+        .map(|managed| {
+            let context = managed.context.clone();
+            (context, from_context(&files, managed, &mut tokens))
+        })
+        .collect())
+}
+
+fn from_context(
+    files: &[(PathBuf, yaml_serde::Value)],
+    managed: crate::list::Managed,
+    tokens: &mut Tokens,
+) -> Result<Cluster> {
+    let alone = crate::kubeconfig::single::extract(files, &managed.context)?;
+    let field = |list: &str, path: &[&str]| {
+        let mut value = alone.get(list)?.as_sequence()?.first()?;
+        for key in path {
+            value = value.get(*key)?;
+        }
+        Some(value.clone())
+    };
+    let text =
+        |list: &str, path: &[&str]| field(list, path).and_then(|v| v.as_str().map(str::to_string));
+    let args: Vec<String> = field("users", &["user", "exec", "args"])
+        .and_then(|v| yaml_serde::from_value(v).ok())
+        .unwrap_or_default();
+    let server = text("clusters", &["cluster", "server"]).ok_or_else(|| {
+        Error::new(format!("context {} has no server", managed.context))
+            .hint("run `fleetctx sync` again")
+    })?;
+    let provider = crate::cloud::CLOUDS
+        .iter()
+        .map(|c| c.name())
+        .find(|p| managed.provider.as_deref() == Some(*p))
+        .unwrap_or("unknown");
+    Ok(Cluster {
+        provider,
+        source: managed.file.clone(),
+        cluster: managed.cluster.clone().unwrap_or_default(),
+        location: managed.location.clone().unwrap_or_default(),
+        owner: managed.owner().unwrap_or_default().to_string(),
+        ca_data: text("clusters", &["cluster", "certificate-authority-data"]),
+        server,
+        tokens: tokens.get(&args).map_err(|e| {
+            Error::new(format!(
+                "context {}: its user does not run `fleetctx token`",
+                managed.context
+            ))
+            .because(e.message().to_string())
+            .hint("run `fleetctx sync` again")
+        })?,
+        name: managed.context,
+    })
 }
 
 /// Bearer tokens for one cluster. Cheap to clone and safe to share across tasks:
@@ -294,15 +334,33 @@ struct TokenInner {
     /// The cloud's `token` arguments (`--cluster prod --region eu-west-1`).
     args: Vec<String>,
     shared_cache: bool,
-    held: tokio::sync::Mutex<Option<Held>>,
+    held: Arc<tokio::sync::Mutex<Held>>,
     refreshes: AtomicU64,
 }
 
+#[derive(Default)]
 struct Held {
-    token: Secret,
+    token: Option<Secret>,
     expires_at: i64,
     /// Unix seconds: when to refresh.
     refresh_at: i64,
+    /// The last refresh failed, then: callers within `FAILURE_MEMO` get its
+    /// error rather than each trying again in turn.
+    failed: Option<(std::time::Instant, String)>,
+}
+
+/// How long a failed refresh answers for itself.
+const FAILURE_MEMO: Duration = Duration::from_secs(2);
+/// A token is never handed out with less than this left.
+const LAST_SECONDS: i64 = 10;
+
+impl Held {
+    /// The held token, while it has more than its last seconds left.
+    fn serve(&self, now: i64) -> Option<Secret> {
+        self.token
+            .clone()
+            .filter(|_| self.expires_at - now > LAST_SECONDS)
+    }
 }
 
 impl fmt::Debug for TokenSource {
@@ -333,7 +391,7 @@ impl TokenSource {
                 cloud,
                 args: rest.to_vec(),
                 shared_cache,
-                held: tokio::sync::Mutex::new(None),
+                held: Arc::new(tokio::sync::Mutex::new(Held::default())),
                 refreshes: AtomicU64::new(0),
             }),
         };
@@ -345,7 +403,10 @@ impl TokenSource {
         let inner = &self.inner;
         let mut argv = vec![inner.cloud.name().to_string()];
         argv.extend(inner.args.iter().cloned());
-        if !inner.shared_cache {
+        if inner.shared_cache {
+            // The margin is ours, whatever FLEETCTX_MIN_TTL says.
+            argv.extend(["--min-ttl".to_string(), "300".to_string()]);
+        } else {
             argv.push("--no-cache".to_string());
         }
         inner
@@ -355,32 +416,68 @@ impl TokenSource {
             .map_err(|e| Error::new("invalid token arguments").because(e.to_string()))
     }
 
-    /// A token valid for a while yet: the one held, or a new one.
+    /// A token valid for a while yet: the one held, or a new one. When a
+    /// refresh fails while the held token still has time left, that one is
+    /// served and the next call tries again.
     pub async fn token(&self) -> Result<Secret> {
-        let mut held = self.inner.held.lock().await;
+        let mut held = self.inner.held.clone().lock_owned().await;
         let now = crate::cache::now();
-        if let Some(h) = held.as_ref().filter(|h| now < h.refresh_at) {
-            return Ok(h.token.clone());
+        if let Some(token) = held.token.as_ref().filter(|_| now < held.refresh_at) {
+            return Ok(token.clone());
         }
+        if let Some((at, why)) = &held.failed
+            && at.elapsed() < FAILURE_MEMO
+        {
+            return held.serve(now).ok_or_else(|| Error::new(why.clone()));
+        }
+        // The refresh runs in a task of its own that holds the lock and stores
+        // its result, so a caller that gives up never costs a second refresh.
         let source = self.clone();
-        let credential =
-            tokio::task::spawn_blocking(move || source.inner.cloud.credential(&source.matches()?))
-                .await
-                .map_err(|e| Error::new("the token refresh stopped").cause(e))??;
-        self.inner.refreshes.fetch_add(1, Ordering::Relaxed);
-        let now = crate::cache::now();
-        let life = (credential.expires_at - now).max(0);
-        *held = Some(Held {
-            token: credential.token.clone(),
-            expires_at: credential.expires_at,
-            refresh_at: now + life - (life / 5).min(300),
+        let refresh = tokio::spawn(async move {
+            let minting = source.clone();
+            let minted = tokio::task::spawn_blocking(move || {
+                minting.inner.cloud.credential(&minting.matches()?)
+            })
+            .await
+            .map_err(|e| Error::new("the token refresh stopped").cause(e))
+            .and_then(|r| r);
+            let now = crate::cache::now();
+            match minted {
+                Ok(credential) if credential.expires_at - now > LAST_SECONDS => {
+                    source.inner.refreshes.fetch_add(1, Ordering::Relaxed);
+                    let life = credential.expires_at - now;
+                    let margin = (life / 5).clamp(LAST_SECONDS, 300).min(life);
+                    *held = Held {
+                        token: Some(credential.token.clone()),
+                        expires_at: credential.expires_at,
+                        refresh_at: now + life - margin,
+                        failed: None,
+                    };
+                    Ok(credential.token)
+                }
+                failed => {
+                    let error = match failed {
+                        Ok(_) => Error::new(format!(
+                            "the {} credential came back already expired",
+                            source.inner.cloud.name()
+                        ))
+                        .hint("check the machine's clock, then log in again"),
+                        Err(e) => e,
+                    };
+                    held.failed = Some((std::time::Instant::now(), error.to_string()));
+                    held.serve(now).ok_or(error)
+                }
+            }
         });
-        Ok(credential.token)
+        refresh
+            .await
+            .map_err(|e| Error::new("the token refresh stopped").cause(e))?
     }
 
     /// Unix seconds when the token held now expires, if one is held.
     pub async fn expires_at(&self) -> Option<i64> {
-        self.inner.held.lock().await.as_ref().map(|h| h.expires_at)
+        let held = self.inner.held.lock().await;
+        held.token.as_ref().map(|_| held.expires_at)
     }
 
     /// How many tokens this source (and its clones) has fetched.
@@ -411,7 +508,6 @@ pub fn client(cluster: &Cluster) -> Result<kube::Client> {
         })?);
     }
     config.connect_timeout = Some(Duration::from_secs(10));
-    config.read_timeout = Some(Duration::from_secs(60));
     let tokens = cluster.tokens.clone();
     let authorize = AsyncFilterLayer::new(move |mut request: http::Request<kube::client::Body>| {
         let tokens = tokens.clone();

@@ -49,7 +49,8 @@ pub enum Count {
     Counted(i64),
     /// The identity may not list these.
     Forbidden,
-    /// Not asked (the cluster failed first) or no answer in time.
+    /// Not asked (the cluster failed first), no answer in time, an error other
+    /// than 403, or more pages without `remainingItemCount`.
     Unknown,
 }
 
@@ -64,31 +65,53 @@ impl Count {
     }
 }
 
-/// Probes one cluster within `timeout`: `/version`, then the three counts.
+impl ClusterStatus {
+    fn new(context: &str, provider: &str, server: &str) -> ClusterStatus {
+        ClusterStatus {
+            context: context.to_string(),
+            provider: provider.to_string(),
+            server: server.to_string(),
+            state: "ok",
+            reason: None,
+            reachable: false,
+            authenticated: false,
+            version: None,
+            nodes: Count::Unknown,
+            namespaces: Count::Unknown,
+            pods: Count::Unknown,
+            latency_ms: None,
+        }
+    }
+
+    fn failed(mut self, state: &'static str, reason: impl std::fmt::Display) -> ClusterStatus {
+        self.state = state;
+        self.reason = Some(one_line(&reason.to_string()));
+        self
+    }
+
+    /// A context that cannot be probed at all: its entry says why.
+    pub fn unusable(context: &str, why: &crate::error::Error) -> ClusterStatus {
+        ClusterStatus::new(context, "", "").failed("error", why.message())
+    }
+}
+
+/// Probes one cluster within `timeout`: a token, `/version`, then the counts.
 pub async fn probe(cluster: &Cluster, timeout: Duration) -> ClusterStatus {
-    let mut status = ClusterStatus {
-        context: cluster.name.clone(),
-        provider: cluster.provider.to_string(),
-        server: cluster.server.clone(),
-        state: "ok",
-        reason: None,
-        reachable: false,
-        authenticated: false,
-        version: None,
-        nodes: Count::Unknown,
-        namespaces: Count::Unknown,
-        pods: Count::Unknown,
-        latency_ms: None,
-    };
+    let status = ClusterStatus::new(&cluster.name, cluster.provider, &cluster.server);
     let deadline = tokio::time::Instant::now() + timeout;
     let client = match crate::fleet::client(cluster) {
         Ok(client) => client,
-        Err(e) => {
-            status.state = "error";
-            status.reason = Some(e.to_string());
-            return status;
-        }
+        Err(e) => return status.failed("error", e.message()),
     };
+    // The token first, so the latency is the server's alone.
+    match tokio::time::timeout_at(deadline, cluster.tokens.token()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return status.failed("credentials", e.message()),
+        Err(_) => {
+            return status.failed("timeout", "no token within the timeout");
+        }
+    }
+    let mut status = status;
     let started = Instant::now();
     match tokio::time::timeout_at(deadline, client.apiserver_version()).await {
         Ok(Ok(info)) => {
@@ -99,16 +122,16 @@ pub async fn probe(cluster: &Cluster, timeout: Duration) -> ClusterStatus {
         }
         Ok(Err(e)) => {
             let (state, reason) = classify(&e);
-            status.state = state;
-            status.reason = Some(reason);
-            status.reachable = matches!(state, "unauthorized" | "forbidden");
-            status.authenticated = state == "forbidden";
-            return status;
+            // Any HTTP answer came over a trusted connection.
+            status.reachable = matches!(e, kube::Error::Api(_));
+            status.authenticated = status.reachable && state != "unauthorized";
+            return status.failed(state, reason);
         }
         Err(_) => {
-            status.state = "timeout";
-            status.reason = Some(format!("no answer within {} s", timeout.as_secs_f32()));
-            return status;
+            return status.failed(
+                "timeout",
+                format!("no answer within {} s", timeout.as_secs_f32()),
+            );
         }
     }
     let (namespaces, nodes, pods) = futures::join!(
@@ -122,6 +145,11 @@ pub async fn probe(cluster: &Cluster, timeout: Duration) -> ClusterStatus {
     status
 }
 
+/// Whitespace runs, line breaks included, as one space: a reason fits a row.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// One page of one item, and `remainingItemCount`: never the whole list.
 async fn count<K>(api: Api<K>, deadline: tokio::time::Instant) -> Count
 where
@@ -129,9 +157,12 @@ where
 {
     let one = ListParams::default().limit(1);
     match tokio::time::timeout_at(deadline, api.list_metadata(&one)).await {
-        Ok(Ok(list)) => Count::Counted(
-            list.items.len() as i64 + list.metadata.remaining_item_count.unwrap_or(0),
-        ),
+        Ok(Ok(list)) => match (list.metadata.remaining_item_count, &list.metadata.continue_) {
+            (Some(more), _) => Count::Counted(list.items.len() as i64 + more),
+            // More pages, but the server did not say how many: no guess.
+            (None, Some(next)) if !next.is_empty() => Count::Unknown,
+            (None, _) => Count::Counted(list.items.len() as i64),
+        },
         Ok(Err(kube::Error::Api(status))) if status.code == 403 => Count::Forbidden,
         _ => Count::Unknown,
     }
@@ -154,16 +185,21 @@ fn classify(error: &kube::Error) -> (&'static str, String) {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = cause {
         if let Some(ours) = e.downcast_ref::<crate::error::Error>() {
-            return ("credentials", ours.to_string());
+            return ("credentials", ours.message().to_string());
         }
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            use rustls::CertificateError::{BadSignature, UnknownIssuer};
             let why = match tls {
-                rustls::Error::InvalidCertificate(_) => {
+                rustls::Error::InvalidCertificate(UnknownIssuer | BadSignature) => {
                     format!("the certificate does not match its CA ({tls})")
                 }
                 _ => tls.to_string(),
             };
             return ("tls", why);
+        }
+        if e.to_string() == "tcp connect error" {
+            let detail = e.source().map(|s| s.to_string()).unwrap_or_default();
+            return ("connect", detail);
         }
         if e.to_string() == "dns error" {
             let detail = e.source().map(|s| s.to_string()).unwrap_or_default();
@@ -184,5 +220,12 @@ fn classify(error: &kube::Error) -> (&'static str, String) {
         }
         cause = e.source();
     }
-    ("error", error.to_string())
+    // Nothing more telling down the chain: all of it, in one line.
+    let mut chain = vec![error.to_string()];
+    let mut next = std::error::Error::source(error);
+    while let Some(e) = next {
+        chain.push(e.to_string());
+        next = e.source();
+    }
+    ("error", chain.join(": "))
 }

@@ -21,8 +21,9 @@ pub struct StatusArgs {
     /// Give each cluster this long (`10s`, `500ms`, `2m`, or seconds).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
     pub timeout: Duration,
-    /// Probe the clusters `sync` would discover (its flags, else config.yaml),
-    /// without writing anything, instead of the managed contexts of the kubeconfig.
+    /// Probe the clusters `sync` would discover (its source flags, which imply
+    /// this, else config.yaml), without writing anything, instead of the managed
+    /// contexts of the kubeconfig.
     #[arg(long)]
     pub discover: bool,
     /// Read this kubeconfig (default: config.yaml's kubeconfig, else the files kubectl reads).
@@ -54,7 +55,11 @@ fn duration(text: &str) -> std::result::Result<Duration, String> {
         "m" => value * 60.0,
         _ => return Err(format!("{text:?}: the unit is ms, s or m")),
     };
-    Ok(Duration::from_secs_f64(seconds))
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(d) if d.is_zero() => Err("a timeout of zero fails every cluster".to_string()),
+        Ok(d) if d <= Duration::from_secs(86_400) => Ok(d),
+        _ => Err(format!("{text:?}: at most a day (1440m)")),
+    }
 }
 
 /// `*` matches any run of characters; everything else itself.
@@ -83,41 +88,58 @@ pub fn exec(args: StatusArgs, flags: &ArgMatches, quiet: bool) -> Result<Exit> {
         .enable_all()
         .build()
         .map_err(|e| Error::new("could not start the async runtime").cause(e))?;
-    let mut clusters: Vec<Cluster> = if args.discover {
-        let sources = Sources::from_args(discover_args(flags));
-        let fleet = runtime.block_on(fleet::discover(&sources))?;
+    // Naming sources means discovering them.
+    let scan = discover_args(flags);
+    let discover = args.discover || !scan.is_empty();
+    let mut sources_failed = false;
+    let mut clusters: Vec<(String, Result<Cluster>)> = if discover {
+        let fleet = runtime.block_on(fleet::discover(&Sources::from_args(scan)))?;
         for skipped in &fleet.skipped {
             crate::error::warn(skipped);
         }
         for source in &fleet.sources {
             if let fleet::Outcome::Failed(why) = &source.outcome {
-                crate::error::warn(why);
+                sources_failed = true;
+                eprintln!("{why}");
             }
         }
-        fleet.clusters
+        fleet
+            .clusters
+            .into_iter()
+            .map(|c| (c.name.clone(), Ok(c)))
+            .collect()
     } else {
         fleet::managed(args.kubeconfig.as_deref(), true)?
     };
-    if clusters.is_empty() && !args.discover {
+    if clusters.is_empty() && !discover {
         crate::error::warn(
             "no context fleetctx manages in the kubeconfig (run `fleetctx sync` first, or `fleetctx status --discover`)",
         );
     }
     if !args.contexts.is_empty() {
-        clusters.retain(|c| args.contexts.iter().any(|p| matches(p, &c.name)));
+        clusters.retain(|(name, _)| args.contexts.iter().any(|p| matches(p, name)));
     }
     let progress = crate::discovery::Progress::counting(quiet, "clusters");
     progress.expect(clusters.len());
     let timeout = args.timeout;
     let mut report: Vec<ClusterStatus> = runtime.block_on(
         futures::stream::iter(&clusters)
-            .map(|cluster| progress.step(probe(cluster, timeout)))
+            .map(|(name, cluster)| {
+                progress.step(async move {
+                    match cluster {
+                        Ok(cluster) => probe(cluster, timeout).await,
+                        Err(why) => ClusterStatus::unusable(name, why),
+                    }
+                })
+            })
             .buffer_unordered(args.concurrency.max(1))
             .collect(),
     );
     progress.clear();
+    // A refresh a timed-out probe left behind must not hold the report back.
+    runtime.shutdown_timeout(Duration::from_millis(100));
     report.sort_by(|a, b| a.context.cmp(&b.context));
-    let failed = report.iter().filter(|s| s.state != "ok").count();
+    let failed = sources_failed || report.iter().any(|s| s.state != "ok");
     let text = match args.output {
         Format::Table => table(&report),
         Format::Json => serde_json::to_string_pretty(&report)
@@ -126,11 +148,7 @@ pub fn exec(args: StatusArgs, flags: &ArgMatches, quiet: bool) -> Result<Exit> {
             .map_err(|e| Error::new("could not render the report").cause(e))?,
     };
     write_stdout(text.trim_end())?;
-    Ok(if failed > 0 {
-        Exit::Partial
-    } else {
-        Exit::Success
-    })
+    Ok(if failed { Exit::Partial } else { Exit::Success })
 }
 
 /// The scan flags given to `status`, as `fleetctx sync` would take them.
@@ -150,8 +168,8 @@ fn discover_args(flags: &ArgMatches) -> Vec<String> {
             continue;
         }
         for value in flags.get_raw(id).into_iter().flatten() {
-            args.push(format!("--{long}"));
-            args.push(value.to_string_lossy().into_owned());
+            // One word: a value may start with `-` (a filter's negation).
+            args.push(format!("--{long}={}", value.to_string_lossy()));
         }
     }
     args
@@ -258,5 +276,7 @@ mod tests {
         assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(duration("3"), Ok(Duration::from_secs(3)));
         assert!(duration("3h").is_err());
+        assert!(duration("0s").is_err());
+        assert!(duration("99999999999999999999s").is_err());
     }
 }
