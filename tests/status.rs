@@ -267,3 +267,31 @@ fn status_discover_probes_what_sync_would_scan_and_writes_nothing() {
     );
     assert_eq!(fleet.read(), before, "the kubeconfig is not touched");
 }
+
+#[test]
+fn source_flags_imply_discover_and_names_follow_the_name_template() {
+    let Some(fleet) = misbehaving_fleet() else {
+        return;
+    };
+    std::fs::create_dir_all(fleet.world.path("config/fleetctx")).unwrap();
+    std::fs::write(
+        fleet.world.path("config/fleetctx/config.yaml"),
+        "name-template: \"{provider}-{name}\"\n",
+    )
+    .unwrap();
+    let before = fleet.read();
+    let ran = run(&mut fleet.world.fleetctx(&[
+        "status",
+        "--gke-project-filter=-labels.none:x",
+        "--gke-project",
+        "p-status",
+        "--context",
+        "gke-healthy",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(ran.status, 0, "{}", ran.stderr);
+    let report = ran.json();
+    assert_eq!(row(&report, "gke-healthy")["state"], "ok", "{report}");
+    assert_eq!(fleet.read(), before);
+}
