@@ -319,10 +319,11 @@ fn from_context(
     })
 }
 
-/// Bearer tokens for one cluster. Cheap to clone and safe to share across tasks:
+/// Bearer tokens for one identity (every cluster whose user runs the same
+/// `fleetctx token` arguments). Cheap to clone and safe to share across tasks:
 /// every clone holds the same token, refreshed once, by whichever caller needs
-/// it first, when less than a fifth of its life (at most five minutes) is left;
-/// the others wait for that refresh. It mints the way `fleetctx token` does, in
+/// it first, when a fifth of its life (at least 10 s, at most five minutes) is
+/// left; the others wait for that refresh. It mints the way `fleetctx token` does, in
 /// memory unless [`Sources::shared_cache`] was set.
 #[derive(Clone)]
 pub struct TokenSource {

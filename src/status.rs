@@ -198,8 +198,13 @@ fn classify(error: &kube::Error) -> (&'static str, String) {
             return ("tls", why);
         }
         if e.to_string() == "tcp connect error" {
-            let detail = e.source().map(|s| s.to_string()).unwrap_or_default();
-            return ("connect", detail);
+            // Why is the I/O error below: refused, unreachable, reset.
+            let why = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+            return match why.map(std::io::Error::kind) {
+                Some(ErrorKind::ConnectionRefused) => ("connect", "connection refused".to_string()),
+                Some(ErrorKind::TimedOut) => ("timeout", "the connection timed out".to_string()),
+                _ => ("connect", why.map_or_else(String::new, |io| io.to_string())),
+            };
         }
         if e.to_string() == "dns error" {
             let detail = e.source().map(|s| s.to_string()).unwrap_or_default();
