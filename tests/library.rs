@@ -36,12 +36,37 @@ fn a_short_lived_token_is_refreshed_by_itself_and_concurrent_requests_share_one_
         assert_eq!(fleet.fakes.count("token_requests"), minted + 1);
         let first = cluster.tokens.expires_at().await.unwrap();
 
-        // A fifth of its 20 s life before expiry, the next request refreshes it;
-        // the caller does nothing but keep asking.
-        tokio::time::sleep(Duration::from_secs(17)).await;
+        // A refresh that fails is one error for everyone who asks within 2 s (one
+        // request to the token endpoint), then the next caller tries again.
+        let fresh =
+            fleetctx::TokenSource::from_exec_args(&["token".into(), "gke".into()], false).unwrap();
+        fleet
+            .fakes
+            .config(json!({"fail": {"route": "token", "status": 400, "count": 100}}));
+        let before = fleet.fakes.count("token_requests");
+        fresh.token().await.unwrap_err();
+        let tried = fleet.fakes.count("token_requests");
+        assert!(tried > before);
+        assert!(fresh.token().await.is_err());
+        assert_eq!(
+            fleet.fakes.count("token_requests"),
+            tried,
+            "the memo answered"
+        );
+        fleet
+            .fakes
+            .config(json!({"fail": {"route": "token", "status": 400, "count": 0}}));
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        fresh.token().await.unwrap();
+        assert_eq!(fleet.fakes.count("token_requests"), tried + 1);
+
+        // A fifth of its 20 s life (at least 10 s) before expiry, the next request
+        // refreshes it; the caller does nothing but keep asking.
+        let minted = fleet.fakes.count("token_requests");
+        tokio::time::sleep(Duration::from_secs(15)).await;
         client.apiserver_version().await.unwrap();
         assert_eq!(cluster.tokens.refreshes(), 2);
-        assert_eq!(fleet.fakes.count("token_requests"), minted + 2);
+        assert_eq!(fleet.fakes.count("token_requests"), minted + 1);
         assert!(cluster.tokens.expires_at().await.unwrap() > first);
     });
 }
