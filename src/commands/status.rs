@@ -8,6 +8,7 @@ use futures::StreamExt;
 
 use crate::error::{Error, Exit, Result, write_stdout};
 use crate::fleet::{self, Cluster, Sources};
+use crate::list::Format;
 use crate::status::{ClusterStatus, probe};
 
 #[derive(Debug, Args)]
@@ -32,13 +33,6 @@ pub struct StatusArgs {
     /// Most clusters probed at once.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub concurrency: usize,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-    Yaml,
 }
 
 fn duration(text: &str) -> std::result::Result<Duration, String> {
