@@ -7,6 +7,7 @@
 //! and name none of them. `README.md` beside this file says what a new cloud
 //! implements.
 
+pub mod aks;
 pub mod eks;
 pub mod gke;
 
@@ -22,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::token::{Credential, TokenOptions};
 
 /// Every cloud, in the order they are scanned, listed and offered in `--help`.
-pub static CLOUDS: &[&dyn Cloud] = &[&gke::Gke, &eks::Eks];
+pub static CLOUDS: &[&dyn Cloud] = &[&gke::Gke, &eks::Eks, &aks::Aks];
 
 /// The registered cloud called `name` (a marker's `provider`).
 pub fn by_name(name: &str) -> Option<&'static dyn Cloud> {

@@ -1,0 +1,229 @@
+//! Azure Kubernetes Service: every AKS cluster with Entra ID in the
+//! subscriptions an identity can see, and one cached Entra ID token per tenant
+//! for all of them.
+//!
+//! - `token`: the identity's token (workload identity, service principal, the
+//!   Azure CLI, managed identity) through `azure_identity`;
+//! - `discovery`: subscriptions and their clusters over the ARM REST API.
+
+mod discovery;
+mod token;
+
+use clap::{ArgMatches, Args, Command, CommandFactory, FromArgMatches, Parser};
+use serde::Deserialize;
+
+pub use discovery::{Endpoint, arm_root};
+pub use token::{AKS_SERVER_APP, AksToken, Login};
+
+use super::{Cloud, Discovered, Scan, ScanContext, Scanning, Section};
+use crate::cache::Secret;
+use crate::discovery::SourceResult;
+use crate::error::{Error, Result};
+use crate::token::{CacheArgs, Credential};
+
+/// The user entry the AKS clusters of one tenant share (`_TENANT` is appended).
+pub const SHARED_USER: &str = "fleetctx_aks";
+
+pub struct Aks;
+
+// `sync` flags (no doc comment: it would become the help text of `sync`).
+#[derive(Debug, Args)]
+#[group(skip)]
+struct ScanArgs {
+    /// An Azure subscription to scan (repeatable; default: every subscription
+    /// the identity can see).
+    #[arg(long = "aks-subscription", value_name = "ID")]
+    aks_subscriptions: Vec<String>,
+    /// Which AKS API server address to write.
+    #[arg(long, value_enum, value_name = "KIND")]
+    aks_endpoint: Option<Endpoint>,
+}
+
+/// The `aks:` section of config.yaml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct Settings {
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    subscriptions: Vec<String>,
+    endpoint: Option<Endpoint>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// An Entra ID token for AKS, shared by every cluster of the tenant.
+///
+/// Example: fleetctx token aks --tenant 72f988bf-86f1-41af-91ab-2d7cd011db47
+#[derive(Debug, Parser)]
+#[command(name = "aks")]
+struct TokenArgs {
+    /// The tenant to get the token in (default: AZURE_TENANT_ID, else the login's).
+    #[arg(long, value_name = "ID")]
+    tenant: Option<String>,
+    /// How to find the identity (kubelogin's names).
+    #[arg(long, value_enum, default_value_t = Login::Auto, value_name = "MODE")]
+    login: Login,
+    /// The client id of a user-assigned managed identity or service principal
+    /// (default: AZURE_CLIENT_ID).
+    #[arg(long, value_name = "ID")]
+    client_id: Option<String>,
+    /// The Entra application of the API server (clusters with legacy Entra
+    /// integration have their own).
+    #[arg(long, value_name = "ID", default_value = AKS_SERVER_APP)]
+    server_id: String,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+/// What one sync scans on AKS.
+struct AksScan {
+    /// Empty: every subscription the identity can see.
+    subscriptions: Vec<String>,
+    endpoint: Endpoint,
+    explicit: bool,
+    /// The identity's ARM token, from the same cache `token aks` uses (`prepare`).
+    token: Option<Secret>,
+}
+
+impl Cloud for Aks {
+    fn name(&self) -> &'static str {
+        "aks"
+    }
+
+    fn owner_key(&self) -> &'static str {
+        "subscription"
+    }
+
+    fn default_template(&self, _: &crate::discovery::Found) -> &'static str {
+        "aks_{subscription}_{resource_group}_{name}"
+    }
+
+    fn cache_kinds(&self) -> &'static [&'static str] {
+        &["aks"]
+    }
+
+    fn scan_args(&self, command: Command) -> Command {
+        ScanArgs::augment_args(command)
+    }
+
+    fn named(&self, flags: &ArgMatches) -> bool {
+        ScanArgs::from_arg_matches(flags).is_ok_and(|a| !a.aks_subscriptions.is_empty())
+    }
+
+    fn plan(
+        &self,
+        flags: &ArgMatches,
+        section: Option<Section<'_>>,
+    ) -> Result<Option<Box<dyn Scan>>> {
+        let flags = ScanArgs::from_arg_matches(flags).map_err(|e| Error::new(e.to_string()))?;
+        let settings: Settings = match section {
+            Some(section) => section.parse(self.name())?,
+            None => Settings {
+                enabled: true,
+                ..Settings::default()
+            },
+        };
+        if !settings.enabled {
+            return Ok(None);
+        }
+        let explicit = !flags.aks_subscriptions.is_empty() || !settings.subscriptions.is_empty();
+        let subscriptions = if flags.aks_subscriptions.is_empty() {
+            settings.subscriptions
+        } else {
+            flags.aks_subscriptions
+        };
+        Ok(Some(Box::new(AksScan {
+            subscriptions,
+            endpoint: flags
+                .aks_endpoint
+                .or(settings.endpoint)
+                .unwrap_or(Endpoint::Public),
+            explicit,
+            token: None,
+        })))
+    }
+
+    fn token_command(&self) -> Command {
+        TokenArgs::command()
+    }
+
+    fn credential(&self, args: &ArgMatches) -> Result<Credential> {
+        let args = TokenArgs::from_arg_matches(args).map_err(|e| Error::new(e.to_string()))?;
+        let source = AksToken {
+            resource: args.server_id,
+            tenant: args.tenant,
+            login: args.login,
+            client_id: args.client_id,
+        };
+        crate::token::credential(&source, &args.cache.options())
+    }
+}
+
+impl Scan for AksScan {
+    fn explicit(&self) -> bool {
+        self.explicit
+    }
+
+    fn prepare(&mut self, context: &ScanContext<'_>) -> Result<(), Discovered> {
+        match crate::token::credential(&AksToken::new(arm_root()), context.token) {
+            Ok(credential) => {
+                self.token = Some(credential.token);
+                Ok(())
+            }
+            Err(e) if !context.explicit => Err(Discovered::skipped(format!(
+                "AKS skipped: {} ({})",
+                e.message(),
+                e.hint_text().unwrap_or("run `az login`")
+            ))),
+            Err(e) => Err(Discovered::failed("aks".to_string(), e)),
+        }
+    }
+
+    fn discover<'a>(&'a self, context: &'a ScanContext<'a>) -> Scanning<'a> {
+        Box::pin(async move {
+            let (limits, progress) = (context.limits, context.progress);
+            let Some(token) = &self.token else {
+                return Discovered::default();
+            };
+            let failed = |e: Error| Discovered {
+                scanned: true,
+                ..Discovered::failed("aks".to_string(), e)
+            };
+            let arm = match discovery::Arm::new(token.clone(), limits) {
+                Ok(arm) => arm,
+                Err(e) => return failed(e),
+            };
+            let (subscriptions, listing_complete) = if self.subscriptions.is_empty() {
+                match arm.subscriptions(limits).await {
+                    // A disabled subscription is read-only and lists nothing.
+                    Ok(all) => (
+                        all.into_iter()
+                            .filter(|s| !matches!(s.state.as_str(), "Disabled" | "Deleted"))
+                            .map(|s| s.subscription_id)
+                            .collect(),
+                        true,
+                    ),
+                    Err(e) => return failed(e),
+                }
+            } else {
+                (self.subscriptions.clone(), false)
+            };
+            progress.expect(subscriptions.len());
+            let arm = &arm;
+            let scans = subscriptions.iter().map(|subscription| {
+                progress.track(arm.discover_subscription(subscription, self.endpoint, limits))
+            });
+            let mut results: Vec<SourceResult> = futures::future::join_all(scans).await;
+            results.sort_by(|a, b| a.source.cmp(&b.source));
+            Discovered {
+                results,
+                scanned: true,
+                listing_complete,
+                ..Discovered::default()
+            }
+        })
+    }
+}
