@@ -27,6 +27,13 @@ pub trait TokenSource {
     fn identity(&self) -> String;
     /// Makes a new token. May use the cache for intermediate credentials.
     fn mint(&self, context: &MintContext<'_>) -> impl Future<Output = Result<Minted>>;
+    /// For a key that also covers files the mint itself rewrites (the Azure
+    /// CLI's token cache): the part that picks the identity. When it is the
+    /// same after the mint as before, the token is also stored under the key
+    /// as it stands after, so the next call is a hit.
+    fn identity_key(&self) -> Option<CacheKey> {
+        None
+    }
 }
 
 /// What a provider may use while minting.
@@ -118,8 +125,15 @@ pub fn credential<S: TokenSource>(source: &S, options: &TokenOptions) -> Result<
     if let Some(hit) = cache.get(&key, fresh_until()) {
         return Ok(hit.into());
     }
+    let identity = source.identity_key();
     let entry = mint_now(source, &key, Some(&cache), options)?;
     cache::put_or_warn(&cache, &key, &entry);
+    if identity.is_some() && source.identity_key() == identity {
+        let after = source.cache_key();
+        if after != key {
+            cache::put_or_warn(&cache, &after, &entry);
+        }
+    }
     Ok(entry.into())
 }
 

@@ -10,14 +10,21 @@ Starts, on 127.0.0.1 with OS-chosen ports:
     issued by the Google fake, and EKS `k8s-aws-v1.` tokens whose SigV4 presigned
     URL it verifies by recomputing the signature;
   * moto (in-process, unless --no-moto) with every STS Action and EKS call counted,
-    optional latency, and per-region "not enabled" / failure injection.
+    optional latency, and per-region "not enabled" / failure injection;
+  * Azure (HTTPS, the kube fake's certificate): an Entra ID fake (OIDC discovery,
+    JWKS, the token endpoint for client secrets, certificate and federated
+    assertions, refresh tokens and device codes, and App Service's managed-identity
+    endpoint) and a Resource Manager fake (subscriptions, AKS managedClusters,
+    listClusterUserCredential), controlled by /_azure/fleet and /_azure/entra; the
+    kube fake takes Entra tokens under /aks/NAME.
 
 Prints ONE JSON line on stdout when everything is ready, then serves until stdin
 reaches EOF (or --no-stdin-watch), SIGTERM or SIGINT. Nothing else goes to stdout;
 stderr stays quiet unless --verbose.
 
 Other modes:
-  fakes.py --self-test            check the EKS verifier against the golden vectors
+  fakes.py --self-test            check the EKS verifier against the golden vectors,
+                                  the Entra token and client-assertion checks
   fakes.py --google-token KEYFILE print an access token for a service-account key
                                   file (signs a JWT and POSTs it to its token_uri)
 
@@ -82,6 +89,10 @@ GKE_DEFAULT_VERSION = "1.33.5-gke.1080000"
 GKE_BENCH_LOCATIONS = ("europe-west1-b", "us-central1", "asia-northeast1-a")
 PROJECT_STATES = ("ACTIVE", "DELETE_REQUESTED", "DELETE_IN_PROGRESS")
 EKS_STATUSES = ("CREATING", "ACTIVE", "DELETING", "FAILED", "UPDATING", "PENDING")
+AZURE_TENANT = "72f988bf-0000-4000-8000-00000000fa4e"  # the fake's one tenant (more via /_azure/entra)
+AZURE_TENANT_DOMAIN = "fleetctxfake.onmicrosoft.com"
+DEFAULT_AZURE_EXPIRES_IN = 3599
+DEFAULT_ARM_PAGE_SIZE = 2
 
 VERBOSE = False
 
@@ -360,6 +371,7 @@ def self_test():
             check("JWT exp-iat > 3600 rejected", False)
         except ValueError:
             check("JWT exp-iat > 3600 rejected", True)
+        azure_self_test(check)
     print("self-test " + ("passed" if ok else "FAILED"))
     return 0 if ok else 1
 
@@ -369,7 +381,9 @@ def self_test():
 # ---------------------------------------------------------------------------
 
 
-def sign_jwt(private_key, claims, pad=False):
+def sign_jwt(private_key, claims, pad=False, header=None):
+    """An RS256 JWT (PS256 when the header says so). header: the JOSE header,
+    default {"alg": "RS256", "typ": "JWT"}."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
 
@@ -377,10 +391,15 @@ def sign_jwt(private_key, claims, pad=False):
         s = base64.urlsafe_b64encode(b).decode()
         return s if pad else s.rstrip("=")
 
-    head = enc(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
+    header = header or {"alg": "RS256", "typ": "JWT"}
+    head = enc(json.dumps(header).encode())
     body = enc(json.dumps(claims).encode())
     signing_input = f"{head}.{body}".encode()
-    sig = private_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    if header.get("alg") == "PS256":
+        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
+        sig = private_key.sign(signing_input, pss, hashes.SHA256())
+    else:
+        sig = private_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
     return f"{head}.{body}.{enc(sig)}"
 
 
@@ -391,25 +410,18 @@ def verify_jwt(jwt, public_keys, audience, now=None, check_time=True):
     from cryptography.hazmat.primitives.asymmetric import padding
 
     now = time.time() if now is None else now
-    parts = jwt.split(".")
-    if len(parts) != 3:
-        raise ValueError("Invalid JWT: not three segments")
     try:
-        header = json.loads(b64url_decode(parts[0]))
-        claims = json.loads(b64url_decode(parts[1]))
-        sig = b64url_decode(parts[2])
-    except Exception:
-        raise ValueError("Invalid JWT: undecodable segment")
-    if not isinstance(header, dict) or header.get("alg") != "RS256":
+        header, claims, signing_input, sig = jwt_split(jwt)
+    except ValueError as e:
+        raise ValueError(f"Invalid JWT: {e}")
+    if header.get("alg") != "RS256":
         raise ValueError("Invalid JWT: alg must be RS256")
-    if not isinstance(claims, dict):
-        raise ValueError("Invalid JWT: claims are not an object")
     iss = claims.get("iss")
     pub = public_keys.get(iss)
     if pub is None:
         raise ValueError(f"Invalid JWT: unknown issuer {iss!r}")
     try:
-        pub.verify(sig, f"{parts[0]}.{parts[1]}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        pub.verify(sig, signing_input, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:
         raise ValueError("Invalid JWT Signature.")
     if claims.get("aud") != audience:
@@ -572,6 +584,12 @@ class State:
         self.moto_enabled = False
         # GKE fleet: {"rm_page_size": n, "projects": {project id: normalized project}}
         self.fleet = {"rm_page_size": DEFAULT_RM_PAGE_SIZE, "projects": {}}
+        # Azure (see the Azure section): keys and pre-registered apps survive /_reset.
+        self.entra_url = self.arm_url = None
+        self.entra_key = self.entra_public_key = self.entra_x5t = self.entra_cert_der = None
+        self.wi_key, self.wi_issuers = None, {}  # the fake service-account issuer
+        self.msi_header = self.federated_token_file = None
+        self.azure_base_apps, self.azure_base_users, self.azure_base_refresh_tokens = {}, {}, {}
         self.reset()
 
     def reset(self):
@@ -590,13 +608,15 @@ class State:
             self.aws_denied_roles = set()  # role ARNs AssumeRole refuses
             self.sso = {"accounts": [], "tokens": {}, "refresh_tokens": set(), "page_size": 2}
             self.aws_fail_regions = {}  # region -> HTTP status
+            self.arm_delay_ms = 0
+            self.reset_azure()
             self.stats = {
                 "token_requests": 0,
                 "generate_access_token_requests": 0,
                 "sts": {},
                 "kube_requests": 0,
                 "kube_unauthorized": 0,
-                "kube_token_kinds": {"gke": 0, "eks": 0},
+                "kube_token_kinds": {"gke": 0, "eks": 0, "aks": 0},
                 "kube_identities": {},
                 "container": {},
                 "rm_pages": 0,
@@ -605,7 +625,47 @@ class State:
                 "eks_regions": {},
                 "sso": {},
                 "metadata_token_requests": 0,
+                "entra_token_requests": 0,
+                "entra_token_kinds": {},  # attempts: secret, cert, federated, refresh_token, ...
+                "entra_tokens_issued": {},  # secret, cert, federated, msi, user
+                "entra_discovery": {},  # openid-configuration, keys, instance, other
+                "msi_token_requests": 0,
+                "arm_requests": 0,
+                "arm_unauthorized": 0,
+                "arm_identities": {},
+                "arm_subscription_pages": 0,
+                "arm_cluster_pages": {},  # subscription id -> pages
+                "arm_cluster_gets": 0,
+                "arm_credential_requests": {},  # cluster name -> n
+                "arm_credential_server_fqdn": {},  # "public" | "private" | "none" -> n
+                "arm_credentials": {},  # "SID/RG/NAME" -> {"public"|"private"|"none": n}
             }
+
+    def reset_azure(self):
+        """Azure back to its start (the caller holds the lock): the pre-registered
+        tenant, apps (unrevoked) and user; no fleet, no issued-token records."""
+        self.azure_tenants = {AZURE_TENANT: {"id": AZURE_TENANT, "domain": AZURE_TENANT_DOMAIN,
+                                             "name": "fleetctx fake tenant"}}
+        self.azure_apps = {cid: dict(a, revoked=False) for cid, a in self.azure_base_apps.items()}
+        self.azure_users = {upn: dict(u) for upn, u in self.azure_base_users.items()}
+        self.azure_refresh_tokens = {t: dict(r) for t, r in self.azure_base_refresh_tokens.items()}
+        self.azure_device_codes = {}
+        self.azure_tokens = {}  # uti -> issued-token record
+        self.azure_expires_in = DEFAULT_AZURE_EXPIRES_IN
+        self.azure_fleet = {"page_size": DEFAULT_ARM_PAGE_SIZE,
+                            "subscription_page_size": DEFAULT_ARM_PAGE_SIZE, "subscriptions": []}
+
+    def azure_tenant(self, seg):
+        """The tenant id an Entra path segment names (id or domain), the generic
+        name (common, organizations, consumers), or None."""
+        seg = seg.lower()
+        if seg in GENERIC_TENANTS:
+            return seg
+        with self.lock:
+            if seg in self.azure_tenants:
+                return seg
+            return next((t["id"] for t in self.azure_tenants.values()
+                         if t["domain"].lower() == seg), None)
 
     def bump(self, key, sub=None):
         with self.lock:
@@ -1252,7 +1312,7 @@ CONTAINER_GET_RE = re.compile(r"^/v1/projects/([^/]+)/(?:locations|zones)/([^/]+
 RM_GET_RE = re.compile(r"^/v3/projects/([^/:]+)$")
 UNAUTHENTICATED_MSG = ("Request had invalid authentication credentials. Expected OAuth 2 access "
                        "token, login cookie or other valid authentication credential.")
-FAULT_ROUTES = ("token", "generateAccessToken", "kube", "container", "rm")
+FAULT_ROUTES = ("token", "generateAccessToken", "kube", "container", "rm", "entra", "msi", "arm")
 LIFETIME_RE = re.compile(r"^(\d+)(?:\.\d+)?s$")
 
 
@@ -1273,6 +1333,16 @@ class GoogleHandler(BaseHandler):
             with STATE.lock:
                 fleet = json.loads(json.dumps(STATE.fleet))
             return self.send_json(200, fleet)
+        if path == "/_azure/fleet":
+            with STATE.lock:
+                fleet = json.loads(json.dumps(STATE.azure_fleet))
+            return self.send_json(200, fleet)
+        if path == "/_azure/entra":
+            return self.send_json(200, azure_entra_state())
+        if path == "/_azure/tokens":
+            with STATE.lock:
+                toks = [dict(rec) for rec in STATE.azure_tokens.values()]
+            return self.send_json(200, {"tokens": toks})
         path = urllib.parse.unquote(path)
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query,
                                       keep_blank_values=True)
@@ -1332,6 +1402,16 @@ class GoogleHandler(BaseHandler):
                 return self.send_json(400, {"error": f"bad JSON: {e}"})
             try:
                 out = set_gke_fleet(req)
+            except (BadRequest, ValueError, TypeError) as e:
+                return self.send_json(400, {"error": str(e)})
+            return self.send_json(200, out)
+        if path in ("/_azure/fleet", "/_azure/entra"):
+            try:
+                req = json.loads(body or b"{}")
+            except ValueError as e:
+                return self.send_json(400, {"error": f"bad JSON: {e}"})
+            try:
+                out = set_azure_fleet(req) if path == "/_azure/fleet" else azure_entra_control(req)
             except (BadRequest, ValueError, TypeError) as e:
                 return self.send_json(400, {"error": str(e)})
             return self.send_json(200, out)
@@ -1700,6 +1780,8 @@ class GoogleHandler(BaseHandler):
                 STATE.denied_impersonation = set(req["deny_impersonation"] or [])
             if "api_delay_ms" in req:
                 STATE.api_delay_ms = int(req["api_delay_ms"] or 0)
+            if "arm_delay_ms" in req:
+                STATE.arm_delay_ms = int(req["arm_delay_ms"] or 0)
             if "aws_disabled_regions" in req:
                 STATE.aws_disabled_regions = set(req["aws_disabled_regions"] or [])
             if "aws_revoked_keys" in req:
@@ -1720,9 +1802,12 @@ class GoogleHandler(BaseHandler):
             if req.get("revoke_tokens"):
                 for rec in STATE.tokens.values():
                     rec["revoked"] = True
+                for rec in STATE.azure_tokens.values():
+                    rec["revoked"] = True
             out = {"expires_in": STATE.expires_in, "delay_ms": STATE.delay_ms,
                    "check_jwt_time": STATE.check_jwt_time,
                    "api_delay_ms": STATE.api_delay_ms,
+                   "arm_delay_ms": STATE.arm_delay_ms,
                    "aws_disabled_regions": sorted(STATE.aws_disabled_regions),
                    "aws_revoked_keys": sorted(STATE.aws_revoked_keys),
                    "aws_fail_regions": dict(STATE.aws_fail_regions),
@@ -1758,7 +1843,7 @@ K8S_UNAUTHORIZED = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "statu
                     "message": "Unauthorized", "reason": "Unauthorized", "code": 401}
 NAMESPACES = ("default", "kube-system")
 CREATED = "2024-01-01T00:00:00Z"
-PREFIX_RE = re.compile(r"^/(gke|eks)/([^/]+)(/.*)?$")
+PREFIX_RE = re.compile(r"^/(gke|eks|aks)/([^/]+)(/.*)?$")
 
 
 def k8s_status(code, reason, message):
@@ -1887,7 +1972,10 @@ class KubeHandler(BaseHandler):
                 vlog(f"kube: EKS token rejected: {e}")
                 return None
             return "eks", akid
-        if prefix_kind == "eks":
+        if prefix_kind == "aks":
+            return self.authenticate_aks(tok, cluster)
+        if prefix_kind == "eks" or (tok.startswith("eyJ") and tok.count(".") == 2):
+            # an Entra JWT outside /aks/
             return None
         rec = STATE.google_token(tok)
         if rec is None:
@@ -1897,6 +1985,23 @@ class KubeHandler(BaseHandler):
             vlog("kube: Google token lacks the cloud-platform scope")
             return None
         return "gke", rec["email"]
+
+    @staticmethod
+    def authenticate_aks(tok, cluster):
+        """An Entra access token for the AKS server application, as AKS's
+        authentication webhook checks it; its tid must be the cluster's tenant when
+        the fleet holds a cluster of that name."""
+        try:
+            claims = verify_entra_jwt(tok, STATE.entra_public_key, (AKS_SERVER_ID,),
+                                      revoked=azure_token_revoked)
+        except AzureReject as e:
+            vlog(f"kube: AKS token rejected: {e.code}")
+            return None
+        tenants = aks_cluster_tenants(cluster)
+        if tenants and str(claims.get("tid", "")).lower() not in tenants:
+            vlog(f"kube: AKS token of tenant {claims.get('tid')} for a cluster of {sorted(tenants)}")
+            return None
+        return "aks", claims.get("upn") or claims.get("appid") or claims.get("oid")
 
     def route(self, path):
         host = f"127.0.0.1:{self.server.server_address[1]}"
@@ -1949,6 +2054,1838 @@ class TLSServer(QuietServer):
         # Handshake lazily in the handler thread, so a slow client cannot stall accept().
         self.socket = ctx.wrap_socket(self.socket, server_side=True,
                                       do_handshake_on_connect=False)
+
+
+# ---------------------------------------------------------------------------
+# Azure: Entra ID, managed identity (App Service), ARM and AKS credentials
+# ---------------------------------------------------------------------------
+#
+# Two HTTPS servers share the kube fake's certificate: `entra` (the authority
+# host: OIDC discovery, JWKS, the v2.0/v1 token endpoints, device code, and the
+# App Service managed-identity endpoint /msi/token) and `arm` (Resource Manager:
+# subscriptions, AKS managedClusters, listClusterUserCredential). Access tokens
+# are RS256 JWTs signed by the fake Entra key, shaped like Entra's v1 tokens, so
+# ARM and the kube fake (/aks/NAME) verify them statelessly, then consult the
+# issued-token records only for revocation.
+
+AZURE_SECRET_APP = "3f2b9c1e-7a4d-4e8b-9c61-0a5d2e7f1b01"
+AZURE_CERT_APP = "3f2b9c1e-7a4d-4e8b-9c61-0a5d2e7f1b02"
+AZURE_WI_APP = "3f2b9c1e-7a4d-4e8b-9c61-0a5d2e7f1b03"
+AZURE_MSI_APP = "3f2b9c1e-7a4d-4e8b-9c61-0a5d2e7f1b04"
+AZURE_MSI_RESOURCE_ID = ("/subscriptions/5c1f0e2a-0000-4000-8000-00000000a0a0/resourcegroups/"
+                         "fleetctx-identity/providers/Microsoft.ManagedIdentity/"
+                         "userAssignedIdentities/fleetctx-msi")
+AZURE_USER_UPN = "fleetctx-user@" + AZURE_TENANT_DOMAIN
+AZURE_CLI_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+AKS_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"  # the AKS AAD server application
+KUBELOGIN_CLIENT_ID = "80faf920-1908-4b52-b5ef-a8e7bedfc67a"
+ENTRA_KID = "fleetctx-fake-entra"
+WI_ISSUER = "https://oidc.fake.aks/issuer"
+WI_SUBJECT = "system:serviceaccount:default:fleetctx"
+WI_AUDIENCE = "api://AzureADTokenExchange"
+WI_KID = "fleetctx-fake-sa-issuer"
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+GENERIC_TENANTS = ("common", "organizations", "consumers")
+RESERVED_SCOPES = frozenset(["openid", "profile", "offline_access", "email"])
+# What ARM accepts as `aud` (its InvalidAuthenticationTokenAudience message lists these).
+ARM_AUDIENCES = ("https://management.core.windows.net/", "https://management.core.windows.net",
+                 "https://management.azure.com/", "https://management.azure.com")
+# Resources the fake tenant knows: scope resource (no trailing slash) -> the `aud` Entra puts in.
+AZURE_RESOURCES = {
+    "https://management.azure.com": "https://management.azure.com/",
+    "https://management.core.windows.net": "https://management.core.windows.net/",
+    AKS_SERVER_ID: AKS_SERVER_ID,
+    "https://graph.microsoft.com": "https://graph.microsoft.com",
+    "00000003-0000-0000-c000-000000000000": "00000003-0000-0000-c000-000000000000",
+    "https://vault.azure.net": "https://vault.azure.net",
+    "https://storage.azure.com": "https://storage.azure.com",
+}
+ENTRA_BACKDATE = 300  # Entra sets iat/nbf 5 min in the past
+ASSERTION_MAX_LIFETIME = 600  # a client assertion's exp at most 10 min ahead...
+ASSERTION_LEEWAY = 60  # ...give or take a minute of clock skew
+AKS_DEFAULT_LOCATION = "westeurope"
+AKS_DEFAULT_VERSION = "1.33.2"
+AKS_PROVISIONING_STATES = ("Succeeded", "Creating", "Updating", "Upgrading", "Scaling", "Deleting",
+                           "Failed", "Canceled", "Starting", "Stopping")
+AKS_POWER_STATES = ("Running", "Stopped")
+SUBSCRIPTION_STATES = ("Enabled", "Disabled", "Warned", "PastDue", "Deleted")
+GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+AKS_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+RG_NAME_RE = re.compile(r"^[-\w._()]{1,90}$")
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).decode().rstrip("=")
+
+
+def new_guid():
+    h = secrets.token_hex(16)
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
+
+
+def guid_from(seed):
+    """A stable GUID (object ids, principal ids) derived from a string."""
+    h = hashlib.sha256(seed.encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}"
+
+
+def jwt_split(tok):
+    """(header, claims, signing input, signature) of a compact JWS; ValueError if malformed."""
+    parts = tok.split(".")
+    if len(parts) != 3:
+        raise ValueError("not three segments")
+    try:
+        header = json.loads(b64url_decode(parts[0]))
+        claims = json.loads(b64url_decode(parts[1]))
+        sig = b64url_decode(parts[2])
+    except Exception:
+        raise ValueError("undecodable segment")
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise ValueError("header or claims not an object")
+    return header, claims, f"{parts[0]}.{parts[1]}".encode(), sig
+
+
+def rsa_verify(public_key, sig, data, alg):
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    if alg == "RS256":
+        pad = padding.PKCS1v15()
+    elif alg == "PS256":
+        pad = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
+    else:
+        return False
+    try:
+        public_key.verify(sig, data, pad, hashes.SHA256())
+        return True
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+
+
+def thumbprint_bytes(value):
+    """An x5t / x5t#S256 header value as bytes: base64url (RFC 7515) or standard base64
+    (azure_identity for Rust sends that), padded or not, or hex."""
+    if not isinstance(value, str) or not value:
+        return None
+    if re.fullmatch(r"[0-9A-Fa-f]{40}|[0-9A-Fa-f]{64}", value):
+        return bytes.fromhex(value)
+    try:
+        return b64url_decode(value.replace("+", "-").replace("/", "_"))
+    except Exception:
+        return None
+
+
+def entra_time(ts):
+    """Entra's timestamps in error descriptions: 2024-10-02T22:05:03.6755165Z."""
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%S.%f")[:-6] + f"{int((ts % 1) * 1e7):07d}Z"
+
+
+def arm_time(ts):
+    """ARM's UTC times in messages: 11/24/2026 10:00:00 AM."""
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime(
+        "%m/%d/%Y %I:%M:%S %p")
+
+
+# -- Key material ---------------------------------------------------------------
+
+
+def _rsa_key_and_cert(path, common_name):
+    """An RSA-2048 key and a self-signed certificate in one PEM file (PKCS#8 key
+    first, then the certificate, as `az ad sp create-for-rbac --create-cert`
+    writes); reused when the file exists."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    if os.path.exists(path):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            # Our own file: skip the (slow, ~40 ms) RSA consistency checks.
+            key = serialization.load_pem_private_key(data, None,
+                                                     unsafe_skip_rsa_key_validation=True)
+            cert = x509.load_pem_x509_certificate(
+                data[data.index(b"-----BEGIN CERTIFICATE-----"):])
+            return key, cert
+        except Exception:
+            pass
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .sign(key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    _write(path, key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption())
+           + cert.public_bytes(pem), 0o600)
+    return key, cert
+
+
+def cert_thumbprints(cert):
+    from cryptography.hazmat.primitives import serialization
+
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return {"der": der, "sha1": hashlib.sha1(der).digest(), "sha256": hashlib.sha256(der).digest(),
+            "public_key": cert.public_key()}
+
+
+def write_federated_token(path, issuer=WI_ISSUER, subject=WI_SUBJECT, audience=WI_AUDIENCE,
+                          expires_in=86400, key=None):
+    """A projected service-account token as AKS's workload-identity webhook mounts
+    it at AZURE_FEDERATED_TOKEN_FILE, signed by the fake issuer key."""
+    now = int(time.time())
+    ns, _, sa = subject.rpartition(":")
+    ns = ns.rpartition(":")[2]
+    claims = {"aud": [audience], "exp": now + int(expires_in), "iat": now, "iss": issuer,
+              "jti": new_guid(), "nbf": now, "sub": subject,
+              "kubernetes.io": {"namespace": ns, "serviceaccount": {"name": sa, "uid": guid_from(subject)}}}
+    tok = sign_jwt(key or STATE.wi_key, claims, header={"alg": "RS256", "kid": WI_KID})
+    _write(path, tok, 0o600)
+    return tok
+
+
+def make_azure(state_dir):
+    """Keys, files and the pre-registered apps. Returns the JSON-line fields."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    cert_file = os.path.join(state_dir, "azure-sp.pem")
+    wanted = [(os.path.join(state_dir, "entra-signing.pem"), "fleetctx fake Entra token signing"),
+              (os.path.join(state_dir, "azure-wi-issuer.pem"), "fleetctx fake service account issuer"),
+              (cert_file, "fleetctx-sp")]
+    # RSA key generation releases the GIL: the three side by side take the time of two.
+    with ThreadPoolExecutor(3) as pool:
+        (ekey, ecert), (wkey, _), (ckey, ccert) = pool.map(lambda a: _rsa_key_and_cert(*a), wanted)
+    etp = cert_thumbprints(ecert)
+    STATE.entra_key, STATE.entra_public_key = ekey, ekey.public_key()
+    STATE.entra_x5t, STATE.entra_cert_der = b64url(etp["sha1"]), etp["der"]
+    STATE.wi_key = wkey
+    STATE.wi_issuers = {WI_ISSUER: wkey.public_key()}
+    pfx_file = os.path.join(state_dir, "azure-sp.pfx")  # what azure_identity's certificate credential reads
+    _write(pfx_file, pkcs12.serialize_key_and_certificates(
+        b"fleetctx-sp", ckey, ccert, None, serialization.NoEncryption()), 0o600)
+    secrets_file = os.path.join(state_dir, "azure-secrets.json")
+    try:
+        with open(secrets_file) as f:
+            kept = json.load(f)
+        assert kept["client_secret"] and kept["msi_header"] and kept["refresh_token"]
+    except Exception:
+        alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+        kept = {"client_secret": "".join(secrets.choice(alphabet) for _ in range(3)) + "8Q~"
+                + "".join(secrets.choice(alphabet + "._-~") for _ in range(34)),
+                "msi_header": new_guid(),
+                "refresh_token": "1.AXkA" + b64url(secrets.token_bytes(48))}
+        _write(secrets_file, json.dumps(kept, indent=2) + "\n", 0o600)
+    fed_file = os.path.join(state_dir, "azure-federated-token")
+    write_federated_token(fed_file, key=wkey)
+    STATE.federated_token_file = fed_file
+    STATE.msi_header = kept["msi_header"]
+    apps = [
+        azure_app(AZURE_SECRET_APP, name="fleetctx-secret-sp", secrets_=[kept["client_secret"]]),
+        azure_app(AZURE_CERT_APP, name="fleetctx-cert-sp", certs=[cert_thumbprints(ccert)]),
+        azure_app(AZURE_WI_APP, name="fleetctx-workload-identity",
+                  federated=[{"issuer": WI_ISSUER, "subject": WI_SUBJECT, "audience": WI_AUDIENCE}]),
+        azure_app(AZURE_MSI_APP, name="fleetctx-msi", kind="msi"),
+    ]
+    with STATE.lock:
+        STATE.azure_base_apps = {a["client_id"]: a for a in apps}
+        STATE.azure_base_users = {AZURE_USER_UPN: azure_user(AZURE_USER_UPN)}
+        STATE.azure_base_refresh_tokens = {kept["refresh_token"]: {"upn": AZURE_USER_UPN,
+                                                                   "client_id": None}}
+        STATE.reset_azure()
+    return {
+        "azure_tenant": AZURE_TENANT,
+        "azure_client_id": AZURE_SECRET_APP,
+        "azure_client_secret": kept["client_secret"],
+        "azure_cert_client_id": AZURE_CERT_APP,
+        "azure_cert_file": cert_file,
+        "azure_cert_pfx": pfx_file,
+        "azure_wi_client_id": AZURE_WI_APP,
+        "azure_federated_token_file": fed_file,
+        "azure_msi_header": kept["msi_header"],
+        "azure_msi_client_id": AZURE_MSI_APP,
+        "azure_user": AZURE_USER_UPN,
+        "azure_user_refresh_token": kept["refresh_token"],
+    }
+
+
+def azure_app(client_id, tenant=AZURE_TENANT, name=None, secrets_=(), certs=(), federated=(),
+              kind=None):
+    kind = kind or ("federated" if federated else "cert" if certs else "secret")
+    return {"client_id": client_id.lower(), "tenant": tenant.lower(), "name": name or client_id,
+            "oid": guid_from(f"sp/{tenant}/{client_id}"), "kind": kind,
+            "secrets": list(secrets_), "certs": list(certs), "federated": list(federated),
+            "revoked": False}
+
+
+def azure_user(upn, tenant=AZURE_TENANT):
+    return {"upn": upn, "tenant": tenant.lower(), "oid": guid_from(f"user/{upn}"),
+            "name": upn.split("@")[0]}
+
+
+def render_azure_app(a):
+    return {"client_id": a["client_id"], "tenant": a["tenant"], "name": a["name"], "oid": a["oid"],
+            "kind": a["kind"], "secrets": list(a["secrets"]),
+            "certificates": [{"x5t": b64url(c["sha1"]), "x5t#S256": b64url(c["sha256"])}
+                             for c in a["certs"]],
+            "federated": list(a["federated"]), "revoked": a["revoked"]}
+
+
+# -- Entra tokens -----------------------------------------------------------------
+
+
+def mint_entra_token(tenant, aud, kind, lifetime, app=None, user=None, client_id=None):
+    """An access token as Entra issues it (v1 claims), remembered for revocation
+    checks and /_azure/tokens. Returns (token, exp, nbf)."""
+    now = int(time.time())
+    iss = f"https://sts.windows.net/{tenant}/"
+    uti = b64url(secrets.token_bytes(16))[:22]
+    claims = {"aud": aud, "iss": iss, "iat": now - ENTRA_BACKDATE, "nbf": now - ENTRA_BACKDATE,
+              "exp": now + lifetime}
+    if user is None:
+        claims.update({
+            "aio": b64url(secrets.token_bytes(48)),
+            "appid": app["client_id"],
+            "appidacr": "1" if kind == "secret" else "2",
+            "idp": iss, "idtyp": "app", "oid": app["oid"],
+            "rh": f"1.A{b64url(secrets.token_bytes(24))}AA.", "sub": app["oid"], "tid": tenant,
+            "uti": uti, "ver": "1.0", "xms_idrel": "7 14"})
+        if kind == "msi":
+            claims["xms_mirid"] = AZURE_MSI_RESOURCE_ID
+        who, oid, cid = app["client_id"], app["oid"], app["client_id"]
+    else:
+        claims.update({
+            "acr": "1", "aio": b64url(secrets.token_bytes(48)), "amr": ["pwd"], "appid": client_id,
+            "appidacr": "0", "family_name": "User", "given_name": user["name"], "idtyp": "user",
+            "ipaddr": "127.0.0.1", "name": user["name"], "oid": user["oid"],
+            "puid": "10032000" + hashlib.sha256(user["upn"].encode()).hexdigest()[:8].upper(),
+            "rh": f"1.A{b64url(secrets.token_bytes(24))}AA.", "scp": "user_impersonation",
+            "sid": guid_from(f"sid/{user['upn']}"),
+            "sub": b64url(hashlib.sha256(f"{user['oid']}/{aud}".encode()).digest())[:43],
+            "tid": tenant, "unique_name": user["upn"], "upn": user["upn"], "uti": uti,
+            "ver": "1.0"})
+        who, oid, cid = user["upn"], user["oid"], client_id
+    header = {"typ": "JWT", "alg": "RS256", "x5t": STATE.entra_x5t, "kid": ENTRA_KID}
+    tok = sign_jwt(STATE.entra_key, claims, header=header)
+    with STATE.lock:
+        STATE.azure_tokens[uti] = {"uti": uti, "kind": kind, "tenant": tenant, "client_id": cid,
+                                   "oid": oid, "who": who, "aud": aud,
+                                   "expires_at": claims["exp"], "issued_at": now, "revoked": False}
+        STATE.stats["entra_tokens_issued"][kind] = STATE.stats["entra_tokens_issued"].get(kind, 0) + 1
+    vlog(f"entra: issued a {kind} token for {who} (aud {aud})")
+    return tok, claims["exp"], claims["nbf"]
+
+
+class AzureReject(Exception):
+    """code: ARM's error code (InvalidAuthenticationToken, ExpiredAuthenticationToken,
+    InvalidAuthenticationTokenAudience); message: ARM's message."""
+
+    def __init__(self, code, message, claims=None):
+        super().__init__(message)
+        self.code, self.message, self.claims = code, message, claims
+
+
+def verify_entra_jwt(tok, public_key, audiences, now=None, revoked=None):
+    """Check an access token as a resource does: RS256 by the Entra key (kid), the
+    v1 issuer of its tid, nbf <= now < exp, aud one of `audiences`, not revoked
+    (revoked(uti) -> bool). Returns the claims; raises AzureReject."""
+    now = time.time() if now is None else now
+    invalid = AzureReject("InvalidAuthenticationToken", "The access token is invalid.")
+    try:
+        header, claims, signing_input, sig = jwt_split(tok)
+    except ValueError:
+        raise invalid
+    if header.get("alg") != "RS256" or header.get("kid") != ENTRA_KID:
+        raise invalid
+    if not rsa_verify(public_key, sig, signing_input, "RS256"):
+        raise invalid
+    tid = claims.get("tid")
+    if not isinstance(tid, str) or claims.get("iss") != f"https://sts.windows.net/{tid}/":
+        raise invalid
+    exp, nbf = claims.get("exp"), claims.get("nbf")
+    if not isinstance(exp, (int, float)) or not isinstance(nbf, (int, float)):
+        raise invalid
+    if exp <= now:
+        raise AzureReject("ExpiredAuthenticationToken",
+                          f"The access token expiry UTC time '{arm_time(exp)}' is earlier than "
+                          f"current UTC time '{arm_time(now)}'.", claims)
+    if nbf > now:
+        raise invalid
+    if claims.get("aud") not in audiences:
+        raise AzureReject("InvalidAuthenticationTokenAudience",
+                          f"The access token has been obtained for wrong audience or resource "
+                          f"'{claims.get('aud')}'. It should exactly match with one of the allowed "
+                          "audiences " + ",".join(f"'{a}'" for a in audiences) + ".", claims)
+    if revoked is not None and revoked(claims.get("uti")):
+        raise invalid
+    return claims
+
+
+def azure_token_revoked(uti):
+    with STATE.lock:
+        rec = STATE.azure_tokens.get(uti)
+        return bool(rec and rec["revoked"])
+
+
+def resource_of_scope(scope, client_credentials):
+    """(resource as asked, aud) of a v2 scope string, or (AADSTS code, fmt) on error."""
+    scopes = [s for s in scope.split() if s not in RESERVED_SCOPES]
+    if len(scopes) != 1:
+        return None, (70011, {"scope": scope})
+    s = scopes[0]
+    if s.endswith("/.default"):
+        resource = s[:-len("/.default")]
+    elif client_credentials:
+        return None, (1002012, {"scope": s})
+    else:
+        resource = s.rsplit("/", 1)[0] if "/" in s else s
+    return resource, None
+
+
+def aud_of_resource(resource):
+    return AZURE_RESOURCES.get(resource.rstrip("/").lower()
+                               if resource.lower().startswith("https://") else resource.lower())
+
+
+class EntraReject(Exception):
+    """An AADSTS code (a key of ENTRA_ERRORS) and its message's fields."""
+
+    def __init__(self, code, **fmt):
+        super().__init__(f"AADSTS{code}")
+        self.code, self.fmt = code, fmt
+
+
+def check_client_assertion(app, assertion, endpoints, issuers=None, now=None):
+    """Check a client_assertion for app as Entra does. A certificate credential:
+    RS256 or PS256 by one of the app's certificates (header x5t or x5t#S256),
+    iss = sub = client_id, aud one of `endpoints` (the token endpoint), valid now
+    and exp at most 10 min ahead. A federated credential (an app with federated
+    identity credentials, assertion not issued by itself): signed by a key of its
+    issuer (`issuers`: iss -> public key), issuer, subject and audience matching one
+    credential, unexpired. Returns "cert" or "federated"; raises EntraReject."""
+    now = time.time() if now is None else now
+    issuers = STATE.wi_issuers if issuers is None else issuers
+    try:
+        header, claims, signing_input, sig = jwt_split(assertion)
+    except ValueError:
+        raise EntraReject(50027)
+    alg = header.get("alg")
+    exp, nbf = claims.get("exp"), claims.get("nbf", claims.get("iat", 0))
+    if not isinstance(exp, (int, float)) or not isinstance(nbf, (int, float)):
+        raise EntraReject(50027)
+
+    def in_time(max_ahead):
+        if exp <= now or nbf > now + ASSERTION_LEEWAY or (
+                max_ahead is not None and exp > now + max_ahead):
+            raise EntraReject(700024, nbf=entra_time(nbf), exp=entra_time(exp))
+
+    iss = claims.get("iss")
+    if app["kind"] == "federated" and str(iss).lower() != app["client_id"]:
+        fics = [f for f in app["federated"] if f["issuer"] == iss]
+        if not fics:
+            raise EntraReject(700211, issuer=iss)
+        pub = issuers.get(iss)
+        if pub is None or alg not in ("RS256", "PS256") or not rsa_verify(
+                pub, sig, signing_input, alg):
+            raise EntraReject(700027, reason="The key was not found.",
+                              thumbprint=header.get("kid", ""), client_id=app["client_id"])
+        fics = [f for f in fics if f["subject"] == claims.get("sub")]
+        if not fics:
+            raise EntraReject(700213, subject=claims.get("sub"))
+        auds = claims.get("aud")
+        auds = auds if isinstance(auds, list) else [auds]
+        if not any(f["audience"] in auds for f in fics):
+            raise EntraReject(700212, audience=",".join(str(a) for a in auds))
+        in_time(None)
+        return "federated"
+    if alg not in ("RS256", "PS256"):
+        raise EntraReject(50027)
+    if str(iss).lower() != app["client_id"] or str(claims.get("sub")).lower() != app["client_id"]:
+        raise EntraReject(700021)
+    if claims.get("aud") not in endpoints:
+        raise EntraReject(700023)
+    in_time(ASSERTION_MAX_LIFETIME + ASSERTION_LEEWAY)
+    s256, s1 = thumbprint_bytes(header.get("x5t#S256")), thumbprint_bytes(header.get("x5t"))
+    cert = next((c for c in app["certs"] if (s256 and c["sha256"] == s256)
+                 or (s1 and c["sha1"] == s1)), None)
+    shown = (s256 or s1 or b"").hex().upper()
+    if cert is None:
+        raise EntraReject(700027, reason="The key was not found.", thumbprint=shown,
+                          client_id=app["client_id"])
+    if not rsa_verify(cert["public_key"], sig, signing_input, alg):
+        raise EntraReject(700027, reason="Key was found, but use of the key to verify the "
+                                         "signature failed.", thumbprint=shown,
+                          client_id=app["client_id"])
+    return "cert"
+
+
+ENTRA_ERRORS = {
+    50027: (400, "invalid_request", "JWT token is invalid or malformed."),
+    50049: (400, "invalid_instance", "Unknown or invalid instance."),
+    70003: (400, "unsupported_grant_type", "The app requested an unsupported grant type '{grant}'."),
+    70011: (400, "invalid_scope", "The provided request must include a 'scope' input parameter. The "
+                                  "provided value for the input parameter 'scope' is not valid. "
+                                  "The scope {scope} is not valid."),
+    70020: (400, "expired_token", "The provided value for the input parameter 'device_code' is not "
+                                  "valid. This device code has expired."),
+    1002012: (400, "invalid_scope", "The provided value for scope {scope} is not valid. Client "
+                                    "credential flows must have a scope value with /.default "
+                                    "suffixed to the resource identifier (application ID URI)."),
+    90002: (400, "invalid_request", "Tenant '{tenant}' not found. Check to make sure you have the "
+                                    "correct tenant ID and are signing into the correct cloud. Check "
+                                    "with your subscription administrator, this may happen if there "
+                                    "are no active subscriptions for the tenant."),
+    90033: (503, "temporarily_unavailable", "A transient error has occurred. Please try again."),
+    500011: (400, "invalid_resource", "The resource principal named {resource} was not found in the "
+                                      "tenant named {tenant_name}. This can happen if the application "
+                                      "has not been installed by the administrator of the tenant or "
+                                      "consented to by any user in the tenant. You might have sent "
+                                      "your authentication request to the wrong tenant."),
+    700016: (400, "unauthorized_client", "Application with identifier '{client_id}' was not found in "
+                                         "the directory '{tenant_name}'. This can happen if the "
+                                         "application has not been installed by the administrator of "
+                                         "the tenant or consented to by any user in the tenant. You "
+                                         "may have sent your authentication request to the wrong "
+                                         "tenant."),
+    700021: (401, "invalid_client", "Client assertion application identifier doesn't match "
+                                    "'client_id' parameter. Review the documentation at "
+                                    "https://learn.microsoft.com/entra/identity-platform/"
+                                    "certificate-credentials ."),
+    700023: (401, "invalid_client", "Client assertion audience claim does not match Realm issuer. "
+                                    "Review the documentation at https://learn.microsoft.com/entra/"
+                                    "identity-platform/certificate-credentials ."),
+    700024: (401, "invalid_client", "Client assertion is not within its valid time range. Current "
+                                    "time: {now}, assertion valid from {nbf}, expiry time of "
+                                    "assertion {exp}. Review the documentation at "
+                                    "https://learn.microsoft.com/entra/identity-platform/"
+                                    "certificate-credentials ."),
+    700027: (401, "invalid_client", "Client assertion contains an invalid signature. [Reason - "
+                                    "{reason}, Thumbprint of key used by client: '{thumbprint}', "
+                                    "Please visit the Azure Portal, Graph Explorer or directly use "
+                                    "MS Graph to see configured keys for app Id '{client_id}'.]"),
+    700082: (400, "invalid_grant", "The refresh token has expired due to inactivity. The token was "
+                                   "issued on {issued} and was inactive for 90.00:00:00."),
+    700211: (401, "invalid_client", "No matching federated identity record found for presented "
+                                    "assertion issuer '{issuer}'. Please check your federated "
+                                    "identity credential Subject, Audience and Issuer against the "
+                                    "presented assertion. https://learn.microsoft.com/entra/"
+                                    "workload-id/workload-identity-federation"),
+    700212: (401, "invalid_client", "No matching federated identity record found for presented "
+                                    "assertion audience '{audience}'. Please check your federated "
+                                    "identity credential Subject, Audience and Issuer against the "
+                                    "presented assertion. https://learn.microsoft.com/entra/"
+                                    "workload-id/workload-identity-federation"),
+    700213: (401, "invalid_client", "No matching federated identity record found for presented "
+                                    "assertion subject '{subject}'. Check your federated identity "
+                                    "credential Subject, Audience and Issuer against the presented "
+                                    "assertion. https://learn.microsoft.com/entra/workload-id/"
+                                    "workload-identity-federation"),
+    900144: (400, "invalid_request", "The request body must contain the following parameter: "
+                                     "'{param}'."),
+    7000112: (400, "unauthorized_client", "Application '{client_id}'({name}) is disabled."),
+    7000215: (401, "invalid_client", "Invalid client secret provided. Ensure the secret being sent in "
+                                     "the request is the client secret value, not the client secret "
+                                     "ID, for a secret added to app '{client_id}'."),
+    7000218: (401, "invalid_client", "The request body must contain the following parameter: "
+                                     "'client_assertion' or 'client_secret'."),
+    7000222: (401, "invalid_client", "The provided client secret keys for app '{client_id}' are "
+                                     "expired. Visit the Azure portal to create new keys for your "
+                                     "app: https://aka.ms/NewClientSecret, or consider using "
+                                     "certificate credentials for added security: "
+                                     "https://aka.ms/certCreds."),
+}
+
+
+def entra_error(code, status=None, error=None, **fmt):
+    """(status, body) of an Entra error answer: the AADSTS code, a description with
+    Trace ID, Correlation ID and Timestamp after \\r\\n, as the token endpoint sends it."""
+    st, err, msg = ENTRA_ERRORS[code]
+    now = time.time()
+    stamp = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    trace, corr = new_guid(), new_guid()
+    fmt.setdefault("now", entra_time(now))
+    desc = (f"AADSTS{code}: {msg.format(**fmt)}\r\nTrace ID: {trace}\r\nCorrelation ID: {corr}"
+            f"\r\nTimestamp: {stamp}")
+    return status or st, {"error": error or err, "error_description": desc, "error_codes": [code],
+                          "timestamp": stamp, "trace_id": trace, "correlation_id": corr,
+                          "error_uri": f"{STATE.entra_url}/error?code={code}"}
+
+
+# -- The AKS fleet (ARM state) ------------------------------------------------------
+
+AZ_SUB_KEYS = {"id", "tenant", "name", "state", "error", "error_count", "retry_after", "registered",
+               "access", "clusters"}
+AKS_CLUSTER_KEYS = {"name", "resource_group", "location", "private", "public_fqdn", "aad",
+                    "azure_rbac", "disable_local_accounts", "provisioning_state", "power",
+                    "credential_error", "credential_error_count", "tags", "version", "dns_prefix"}
+ARM_ERROR_CODES = {400: "BadRequest", 401: "AuthenticationFailed", 403: "AuthorizationFailed",
+                   404: "NotFound", 409: "Conflict", 429: "TooManyRequests",
+                   500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable",
+                   504: "GatewayTimeout"}
+
+
+def _injected_status(err, allowed=()):
+    if isinstance(err, str) and err.isdigit():
+        err = int(err)
+    if err is None or err in allowed or (isinstance(err, int) and 400 <= err <= 599):
+        return err
+    raise BadRequest(f"error must be null, {', '.join(allowed) + ' or ' if allowed else ''}"
+                     "an HTTP status 400..599")
+
+
+def normalize_aks_cluster(c):
+    if not isinstance(c, dict):
+        raise BadRequest("a cluster must be an object")
+    unknown = set(c) - AKS_CLUSTER_KEYS
+    if unknown:
+        raise BadRequest(f"unknown cluster keys {sorted(unknown)}")
+    name, rg = c.get("name"), c.get("resource_group")
+    if not isinstance(name, str) or not AKS_NAME_RE.match(name):
+        raise BadRequest(f"cluster name {name!r}: 1-63 letters, digits, _ and -")
+    if not isinstance(rg, str) or not RG_NAME_RE.match(rg) or rg.endswith("."):
+        raise BadRequest(f"cluster {name!r}: resource_group {rg!r} is not a resource group name")
+    aad = bool(c.get("aad", True))
+    disable_local = bool(c.get("disable_local_accounts", False))
+    if disable_local and not aad:
+        raise BadRequest(f"cluster {name!r}: disable_local_accounts needs aad (AKS refuses a "
+                         "cluster with neither)")
+    state = c.get("provisioning_state") or "Succeeded"
+    if state not in AKS_PROVISIONING_STATES:
+        raise BadRequest(f"provisioning_state must be one of {list(AKS_PROVISIONING_STATES)}")
+    power = c.get("power") or "Running"
+    if power not in AKS_POWER_STATES:
+        raise BadRequest(f"power must be one of {list(AKS_POWER_STATES)}")
+    tags = c.get("tags") or {}
+    if not isinstance(tags, dict):
+        raise BadRequest("tags must be an object")
+    return {
+        "name": name, "resource_group": rg,
+        "location": str(c.get("location") or AKS_DEFAULT_LOCATION).lower(),
+        "private": bool(c.get("private", False)),
+        "public_fqdn": bool(c.get("public_fqdn", False)),
+        "aad": aad, "azure_rbac": bool(c.get("azure_rbac", True)),
+        "disable_local_accounts": disable_local,
+        "provisioning_state": state, "power": power,
+        "credential_error": _injected_status(c.get("credential_error")),
+        "credential_error_count": (None if c.get("credential_error_count") is None
+                                   else int(c["credential_error_count"])),
+        "tags": {str(k): str(v) for k, v in tags.items()},
+        "version": str(c.get("version") or AKS_DEFAULT_VERSION),
+        "dns_prefix": str(c.get("dns_prefix") or f"{name}-dns"),
+    }
+
+
+def normalize_azure_subscription(s):
+    if not isinstance(s, dict):
+        raise BadRequest("a subscription must be an object")
+    unknown = set(s) - AZ_SUB_KEYS
+    if unknown:
+        raise BadRequest(f"unknown subscription keys {sorted(unknown)}")
+    sid = s.get("id")
+    if not isinstance(sid, str) or not GUID_RE.match(sid):
+        raise BadRequest(f"subscription id {sid!r} is not a GUID")
+    tenant = str(s.get("tenant") or AZURE_TENANT)
+    if not GUID_RE.match(tenant):
+        raise BadRequest(f"tenant {tenant!r} is not a GUID")
+    state = s.get("state") or "Enabled"
+    if state not in SUBSCRIPTION_STATES:
+        raise BadRequest(f"state must be one of {list(SUBSCRIPTION_STATES)}")
+    access = s.get("access")
+    if access is not None and (not isinstance(access, list)
+                               or not all(isinstance(a, str) for a in access)):
+        raise BadRequest("access must be null or a list of client ids, object ids or UPNs")
+    clusters = s.get("clusters") or []
+    if not isinstance(clusters, list):
+        raise BadRequest("clusters must be a list")
+    norm = [normalize_aks_cluster(c) for c in clusters]
+    seen = set()
+    for c in norm:
+        key = (c["resource_group"].lower(), c["name"].lower())
+        if key in seen:
+            raise BadRequest(f"cluster {c['resource_group']}/{c['name']} twice in {sid}")
+        seen.add(key)
+    return {
+        "id": sid.lower(), "tenant": tenant.lower(),
+        "name": str(s.get("name") or f"fleetctx-{sid[:8].lower()}"),
+        "state": state,
+        "error": _injected_status(s.get("error"), ("AuthorizationFailed", "SubscriptionNotFound")),
+        "error_count": None if s.get("error_count") is None else int(s["error_count"]),
+        "retry_after": int(s.get("retry_after") or 1),
+        "registered": bool(s.get("registered", True)),
+        "access": None if access is None else [a.lower() for a in access],
+        "clusters": norm,
+    }
+
+
+def set_azure_fleet(req):
+    """POST /_azure/fleet: replace the fleet (with "merge": true, upsert subscriptions
+    by id and/or change the page sizes)."""
+    if not isinstance(req, dict):
+        raise BadRequest("body must be a JSON object")
+    unknown = set(req) - {"page_size", "subscription_page_size", "subscriptions", "merge"}
+    if unknown:
+        raise BadRequest(f"unknown keys {sorted(unknown)}")
+    subs = req.get("subscriptions") or []
+    if not isinstance(subs, list):
+        raise BadRequest("subscriptions must be a list")
+    norm = [normalize_azure_subscription(s) for s in subs]
+    if len({s["id"] for s in norm}) != len(norm):
+        raise BadRequest("a subscription id appears twice")
+    with STATE.lock:
+        fleet = STATE.azure_fleet
+        if req.get("merge"):
+            by_id = {s["id"]: s for s in norm}
+            fleet["subscriptions"] = [by_id.pop(s["id"], s) for s in fleet["subscriptions"]]
+            fleet["subscriptions"] += [s for s in norm if s["id"] in by_id]
+        else:
+            fleet["subscriptions"] = norm
+            fleet["page_size"] = fleet["subscription_page_size"] = DEFAULT_ARM_PAGE_SIZE
+        for k in ("page_size", "subscription_page_size"):
+            if req.get(k) is not None:
+                fleet[k] = max(1, int(req[k]))
+        return json.loads(json.dumps(fleet))
+
+
+def render_subscription(s):
+    return {"id": f"/subscriptions/{s['id']}", "authorizationSource": "RoleBased",
+            "managedByTenants": [], "subscriptionId": s["id"], "tenantId": s["tenant"],
+            "displayName": s["name"], "state": s["state"],
+            "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01",
+                                     "quotaId": "PayAsYouGo_2014-09-01", "spendingLimit": "Off"}}
+
+
+def aks_fqdns(s, c):
+    h = hashlib.sha256(f"{s['id']}/{c['resource_group'].lower()}/{c['name'].lower()}".encode()
+                       ).hexdigest()
+    loc, prefix = c["location"], c["dns_prefix"].lower()
+    return {"fqdn": f"{prefix}-{h[:8]}.hcp.{loc}.azmk8s.io",
+            "privateFQDN": f"{prefix}-{h[8:16]}.{guid_from(h)}.privatelink.{loc}.azmk8s.io",
+            "azurePortalFQDN": f"{prefix}-{h[:8]}.portal.hcp.{loc}.azmk8s.io"}
+
+
+def render_aks_cluster(s, c):
+    sid, rg, name, loc, v = s["id"], c["resource_group"], c["name"], c["location"], c["version"]
+    fq = aks_fqdns(s, c)
+    node_rg = f"MC_{rg}_{name}_{loc}"
+    props = {
+        "provisioningState": c["provisioning_state"],
+        "powerState": {"code": c["power"]},
+        "kubernetesVersion": v,
+        "currentKubernetesVersion": v,
+        "dnsPrefix": c["dns_prefix"],
+    }
+    if not c["private"] or c["public_fqdn"]:
+        props["fqdn"] = fq["fqdn"]
+    props["azurePortalFQDN"] = fq["azurePortalFQDN"]
+    if c["private"]:
+        props["privateFQDN"] = fq["privateFQDN"]
+    props.update({
+        "agentPoolProfiles": [{
+            "name": "nodepool1", "count": 3, "vmSize": "Standard_D4ds_v5", "osDiskSizeGB": 128,
+            "osDiskType": "Ephemeral", "kubeletDiskType": "OS", "maxPods": 250,
+            "type": "VirtualMachineScaleSets", "enableAutoScaling": False,
+            "provisioningState": c["provisioning_state"], "powerState": {"code": c["power"]},
+            "orchestratorVersion": v, "currentOrchestratorVersion": v, "enableNodePublicIP": False,
+            "mode": "System", "osType": "Linux", "osSKU": "Ubuntu",
+            "nodeImageVersion": "AKSUbuntu-2204gen2containerd-202510.03.0", "enableFIPS": False}],
+        "servicePrincipalProfile": {"clientId": "msi"},
+        "nodeResourceGroup": node_rg,
+        "enableRBAC": True,
+        "supportPlan": "KubernetesOfficial",
+        "networkProfile": {
+            "networkPlugin": "azure", "networkPluginMode": "overlay", "networkPolicy": "none",
+            "loadBalancerSku": "standard", "podCidr": "10.244.0.0/16", "serviceCidr": "10.0.0.0/16",
+            "dnsServiceIP": "10.0.0.10", "outboundType": "loadBalancer",
+            "podCidrs": ["10.244.0.0/16"], "serviceCidrs": ["10.0.0.0/16"], "ipFamilies": ["IPv4"]},
+    })
+    if c["aad"]:
+        props["aadProfile"] = {"managed": True, "enableAzureRBAC": c["azure_rbac"],
+                               "tenantID": s["tenant"]}
+    props["maxAgentPools"] = 100
+    if c["private"]:
+        props["apiServerAccessProfile"] = {"enablePrivateCluster": True, "privateDNSZone": "system",
+                                           "enablePrivateClusterPublicFQDN": c["public_fqdn"]}
+    props.update({
+        "identityProfile": {"kubeletidentity": {
+            "resourceId": f"/subscriptions/{sid}/resourcegroups/{node_rg}/providers/"
+                          f"Microsoft.ManagedIdentity/userAssignedIdentities/{name}-agentpool",
+            "clientId": guid_from(f"kubelet-client/{sid}/{rg}/{name}"),
+            "objectId": guid_from(f"kubelet-object/{sid}/{rg}/{name}")}},
+        "disableLocalAccounts": c["disable_local_accounts"],
+        "securityProfile": {},
+        "oidcIssuerProfile": {"enabled": False},
+    })
+    out = {"id": f"/subscriptions/{sid}/resourcegroups/{rg}/providers/"
+                 f"Microsoft.ContainerService/managedClusters/{name}",
+           "location": loc, "name": name}
+    if c["tags"]:
+        out["tags"] = dict(c["tags"])
+    out.update({"type": "Microsoft.ContainerService/ManagedClusters", "properties": props,
+                "identity": {"type": "SystemAssigned",
+                             "principalId": guid_from(f"principal/{sid}/{rg}/{name}"),
+                             "tenantId": s["tenant"]},
+                "sku": {"name": "Base", "tier": "Free"}})
+    return out
+
+
+LOCAL_ACCOUNT_CERT = []
+
+
+def local_account_cert():
+    """(cert, key) base64 PEM of a static client certificate: what a local-accounts
+    cluster's clusterUser kubeconfig carries (and fleetctx must never write)."""
+    if not LOCAL_ACCOUNT_CERT:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                          x509.NameAttribute(NameOID.COMMON_NAME, "masterclient")])
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=730))
+                .sign(key, hashes.SHA256()))
+        pem = serialization.Encoding.PEM
+        LOCAL_ACCOUNT_CERT.append((
+            base64.b64encode(cert.public_bytes(pem)).decode(),
+            base64.b64encode(key.private_bytes(pem, serialization.PrivateFormat.TraditionalOpenSSL,
+                                               serialization.NoEncryption())).decode()))
+    return LOCAL_ACCOUNT_CERT[0]
+
+
+def aks_kubeconfig(s, c, fmt, server):
+    """The clusterUser kubeconfig, laid out as AKS writes it."""
+    name, user = c["name"], f"clusterUser_{c['resource_group']}_{c['name']}"
+    lines = ["apiVersion: v1", "clusters:", "- cluster:",
+             f"    certificate-authority-data: {STATE.ca_b64}", f"    server: {server}",
+             f"  name: {name}", "contexts:", "- context:", f"    cluster: {name}",
+             f"    user: {user}", f"  name: {name}", f"current-context: {name}", "kind: Config",
+             "preferences: {}", "users:", f"- name: {user}", "  user:"]
+    if not c["aad"]:
+        cert, key = local_account_cert()
+        token = hashlib.sha256(f"token/{s['id']}/{c['resource_group']}/{name}".encode()).hexdigest()
+        lines += [f"    client-certificate-data: {cert}", f"    client-key-data: {key}",
+                  f"    token: {token}{token}"]
+    elif fmt == "azure":
+        lines += ["    auth-provider:", "      config:", f"        apiserver-id: {AKS_SERVER_ID}",
+                  f"        client-id: {KUBELOGIN_CLIENT_ID}", '        config-mode: "1"',
+                  "        environment: AzurePublicCloud", f"        tenant-id: {s['tenant']}",
+                  "      name: azure"]
+    else:
+        lines += ["    exec:", "      apiVersion: client.authentication.k8s.io/v1beta1", "      args:",
+                  "      - get-token", "      - --environment", "      - AzurePublicCloud",
+                  "      - --server-id", f"      - {AKS_SERVER_ID}", "      - --client-id",
+                  f"      - {KUBELOGIN_CLIENT_ID}", "      - --tenant-id", f"      - {s['tenant']}",
+                  "      - --login", "      - devicecode", "      command: kubelogin",
+                  "      env: null", "      installHint: |2", "",
+                  "        kubelogin is not installed which is required to connect to AAD enabled "
+                  "cluster.", "", "        To learn more, please go to https://aka.ms/aks/kubelogin",
+                  "      provideClusterInfo: false"]
+    return "\n".join(lines) + "\n"
+
+
+def aks_cluster_tenants(name):
+    """Tenants of the fleet's clusters called `name` (the /aks/NAME prefix)."""
+    with STATE.lock:
+        return {s["tenant"] for s in STATE.azure_fleet["subscriptions"]
+                for c in s["clusters"] if c["name"].lower() == name.lower()}
+
+
+# -- Entra server -------------------------------------------------------------------
+
+ENTRA_TOKEN_RE = re.compile(r"^/([^/]+)/oauth2/(v2\.0/)?token/?$", re.I)
+ENTRA_DEVICECODE_RE = re.compile(r"^/([^/]+)/oauth2/v2\.0/devicecode/?$", re.I)
+ENTRA_OPENID_RE = re.compile(r"^/([^/]+)(/v2\.0)?/\.well-known/openid-configuration/?$", re.I)
+ENTRA_KEYS_RE = re.compile(r"^/([^/]+)/discovery(/v2\.0)?/keys/?$", re.I)
+ENTRA_INSTANCE_RE = re.compile(r"^/([^/]+)/discovery/instance/?$", re.I)
+
+
+class EntraHandler(BaseHandler):
+    def setup(self):
+        super().setup()
+        self.connection.settimeout(30)
+
+    def base(self):
+        return STATE.entra_url
+
+    def do_GET(self):
+        parts = urllib.parse.urlsplit(self.path)
+        path = urllib.parse.unquote(parts.path)
+        query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
+        if path.rstrip("/").lower() == "/msi/token":
+            return self.msi_token(query)
+        m = ENTRA_OPENID_RE.match(path)
+        if m:
+            STATE.bump("entra_discovery", "openid-configuration")
+            return self.openid_configuration(m.group(1), bool(m.group(2)))
+        m = ENTRA_KEYS_RE.match(path)
+        if m:
+            STATE.bump("entra_discovery", "keys")
+            return self.keys(m.group(1), bool(m.group(2)))
+        m = ENTRA_INSTANCE_RE.match(path)
+        if m:
+            STATE.bump("entra_discovery", "instance")
+            return self.instance_discovery(query)
+        STATE.bump("entra_discovery", "other")
+        return self.send_json(404, {"error": "not_found", "error_description": f"no route GET {path}"})
+
+    def do_POST(self):
+        path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+        body = self.read_body()
+        m = ENTRA_TOKEN_RE.match(path)
+        if m:
+            return self.token(m.group(1), not m.group(2), body, path)
+        m = ENTRA_DEVICECODE_RE.match(path)
+        if m:
+            return self.devicecode(m.group(1), body)
+        return self.send_json(404, {"error": "not_found", "error_description": f"no route POST {path}"})
+
+    def fail(self, code, **fmt):
+        status, body = entra_error(code, **fmt)
+        return self.send_json(status, body)
+
+    # -- discovery ------------------------------------------------------------
+    def openid_configuration(self, seg, v2):
+        tenant = STATE.azure_tenant(seg)
+        if tenant is None:
+            status, body = entra_error(90002, status=400, error="invalid_tenant", tenant=seg)
+            return self.send_json(status, body)
+        b = self.base()
+        generic = tenant in GENERIC_TENANTS
+        t = seg if generic else tenant
+        iss_t = "{tenantid}" if generic else tenant
+        region = None if generic else "EU"
+        if v2:
+            doc = {
+                "token_endpoint": f"{b}/{t}/oauth2/v2.0/token",
+                "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt",
+                                                          "client_secret_basic"],
+                "jwks_uri": f"{b}/{t}/discovery/v2.0/keys",
+                "response_modes_supported": ["query", "fragment", "form_post"],
+                "subject_types_supported": ["pairwise"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+                "scopes_supported": ["openid", "profile", "email", "offline_access"],
+                "issuer": f"{b}/{iss_t}/v2.0",
+                "request_uri_parameter_supported": False,
+                "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
+                "authorization_endpoint": f"{b}/{t}/oauth2/v2.0/authorize",
+                "device_authorization_endpoint": f"{b}/{t}/oauth2/v2.0/devicecode",
+                "http_logout_supported": True,
+                "frontchannel_logout_supported": True,
+                "end_session_endpoint": f"{b}/{t}/oauth2/v2.0/logout",
+                "claims_supported": ["sub", "iss", "cloud_instance_name", "cloud_instance_host_name",
+                                     "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat",
+                                     "auth_time", "acr", "nonce", "preferred_username", "name",
+                                     "tid", "ver", "at_hash", "c_hash", "email"],
+                "kerberos_endpoint": f"{b}/{t}/kerberos",
+            }
+        else:
+            doc = {
+                "token_endpoint": f"{b}/{t}/oauth2/token",
+                "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt",
+                                                          "client_secret_basic"],
+                "jwks_uri": f"{b}/common/discovery/keys",
+                "response_modes_supported": ["query", "fragment", "form_post"],
+                "subject_types_supported": ["pairwise"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "response_types_supported": ["code", "id_token", "code id_token", "token id_token",
+                                             "token"],
+                "scopes_supported": ["openid"],
+                "issuer": f"https://sts.windows.net/{iss_t}/",
+                "microsoft_multi_refresh_token": True,
+                "authorization_endpoint": f"{b}/{t}/oauth2/authorize",
+                "device_authorization_endpoint": f"{b}/{t}/oauth2/devicecode",
+                "http_logout_supported": True,
+                "frontchannel_logout_supported": True,
+                "end_session_endpoint": f"{b}/{t}/oauth2/logout",
+                "claims_supported": ["sub", "iss", "cloud_instance_name", "cloud_instance_host_name",
+                                     "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat",
+                                     "auth_time", "acr", "amr", "nonce", "email", "given_name",
+                                     "family_name", "nickname"],
+                "check_session_iframe": f"{b}/{t}/oauth2/checksession",
+                "userinfo_endpoint": f"{b}/{t}/openid/userinfo",
+                "kerberos_endpoint": f"{b}/{t}/kerberos",
+            }
+        doc.update({"tenant_region_scope": region, "cloud_instance_name": "microsoftonline.com",
+                    "cloud_graph_host_name": "graph.windows.net",
+                    "msgraph_host": "graph.microsoft.com", "rbac_url": "https://pas.windows.net"})
+        return self.send_json(200, doc)
+
+    def keys(self, seg, v2):
+        tenant = STATE.azure_tenant(seg)
+        if tenant is None:
+            status, body = entra_error(90002, status=400, error="invalid_tenant", tenant=seg)
+            return self.send_json(status, body)
+        nums = STATE.entra_public_key.public_numbers()
+
+        def n_bytes(i):
+            return i.to_bytes((i.bit_length() + 7) // 8, "big")
+
+        key = {"kty": "RSA", "use": "sig", "kid": ENTRA_KID, "x5t": STATE.entra_x5t,
+               "n": b64url(n_bytes(nums.n)), "e": b64url(n_bytes(nums.e)),
+               "x5c": [base64.b64encode(STATE.entra_cert_der).decode()],
+               "cloud_instance_name": "microsoftonline.com"}
+        if v2:
+            key["issuer"] = (f"{self.base()}/"
+                             f"{'{tenantid}' if tenant in GENERIC_TENANTS else tenant}/v2.0")
+        return self.send_json(200, {"keys": [key]})
+
+    def instance_discovery(self, query):
+        """MSAL's instance discovery (/common/discovery/instance?api-version=1.1&
+        authorization_endpoint=...): this host is its own, only, alias."""
+        netloc = f"127.0.0.1:{self.server.server_address[1]}"
+        ae = (query.get("authorization_endpoint") or [""])[0]
+        tenant, v1 = "common", False
+        if ae:
+            u = urllib.parse.urlsplit(ae)
+            # MSAL names the instance by its host alone (no port).
+            if (u.hostname or "").lower() not in ("127.0.0.1", "localhost"):
+                return self.fail(50049)
+            segs = [x for x in u.path.split("/") if x]
+            tenant = segs[0] if segs else "common"
+            v1 = "v2.0" not in segs
+        well_known = ".well-known/openid-configuration" if v1 else "v2.0/.well-known/openid-configuration"
+        return self.send_json(200, {
+            "tenant_discovery_endpoint": f"{self.base()}/{tenant}/{well_known}",
+            "api-version": "1.1",
+            "metadata": [{"preferred_network": netloc, "preferred_cache": netloc,
+                          "aliases": [netloc]}]})
+
+    # -- token endpoint -----------------------------------------------------
+    def token(self, seg, v1, body, path):
+        STATE.bump("entra_token_requests")
+        with STATE.lock:
+            d = STATE.delay_ms
+        if d > 0:
+            time.sleep(d / 1000.0)
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+        one = lambda k: (form.get(k) or [""])[0]  # noqa: E731
+        grant = one("grant_type")
+        client_id, secret = one("client_id"), one("client_secret")
+        auth = self.headers.get("Authorization", "")
+        if auth[:6].lower() == "basic ":  # client_secret_basic
+            try:
+                cid, _, sec = base64.b64decode(auth[6:]).decode().partition(":")
+                client_id = client_id or urllib.parse.unquote_plus(cid)
+                secret = secret or urllib.parse.unquote_plus(sec)
+            except Exception:
+                pass
+        if grant == "client_credentials":
+            kind = ("secret" if secret else "other" if not one("client_assertion") else
+                    "cert" if self.assertion_is_self_signed(one("client_assertion"), client_id)
+                    else "federated")
+        else:
+            kind = {"refresh_token": "refresh_token", DEVICE_CODE_GRANT: "device_code"}.get(grant, "other")
+        STATE.bump("entra_token_kinds", kind)
+        status = STATE.take_fault("entra")
+        if status:
+            code = {400: 50027, 401: 7000215}.get(status, 90033)
+            st, b = entra_error(code, status=status, client_id=client_id)
+            headers = [("Retry-After", "1")] if status in (429, 503) else []
+            return self.send_json(st, b, headers)
+        tenant = STATE.azure_tenant(seg)
+        if tenant is None:
+            return self.fail(90002, tenant=seg)
+        if grant == "client_credentials":
+            return self.client_credentials(seg, tenant, form, client_id, secret, v1, path)
+        if grant == "refresh_token":
+            return self.refresh_grant(seg, tenant, form, client_id, v1)
+        if grant == DEVICE_CODE_GRANT:
+            return self.device_code_grant(seg, tenant, form, client_id)
+        if not grant:
+            return self.fail(900144, param="grant_type")
+        return self.fail(70003, grant=grant)
+
+    @staticmethod
+    def assertion_is_self_signed(assertion, client_id):
+        try:
+            _, claims, _, _ = jwt_split(assertion)
+        except ValueError:
+            return True
+        return str(claims.get("iss", "")).lower() == client_id.lower()
+
+    def tenant_name(self, tenant):
+        with STATE.lock:
+            t = STATE.azure_tenants.get(tenant)
+        return t["domain"] if t else tenant
+
+    def client_credentials(self, seg, tenant, form, client_id, secret, v1, path):
+        one = lambda k: (form.get(k) or [""])[0]  # noqa: E731
+        if tenant in GENERIC_TENANTS:
+            return self.fail(90002, tenant=seg)
+        if not client_id:
+            return self.fail(900144, param="client_id")
+        with STATE.lock:
+            app = STATE.azure_apps.get(client_id.lower())
+            app = dict(app) if app else None
+        if app is None or app["tenant"] != tenant or app["kind"] == "msi":
+            return self.fail(700016, client_id=client_id, tenant_name=self.tenant_name(tenant))
+        if v1:
+            resource = one("resource")
+            if not resource:
+                return self.fail(900144, param="resource")
+        else:
+            resource, err = resource_of_scope(one("scope"), True)
+            if err:
+                return self.fail(err[0], **err[1])
+        aud = aud_of_resource(resource)
+        if aud is None:
+            return self.fail(500011, resource=resource, tenant_name=self.tenant_name(tenant))
+        if app["revoked"]:
+            if app["kind"] == "secret":
+                return self.fail(7000222, client_id=app["client_id"])
+            return self.fail(7000112, client_id=app["client_id"], name=app["name"])
+        assertion = one("client_assertion")
+        if secret:
+            if not any(hmac.compare_digest(secret, s) for s in app["secrets"]):
+                return self.fail(7000215, client_id=app["client_id"])
+            kind = "secret"
+        elif assertion:
+            if one("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+                return self.fail(900144, param="client_assertion_type")
+            kind = self.check_assertion(app, seg, tenant, assertion)
+            if kind is None:
+                return None
+        else:
+            return self.fail(7000218)
+        with STATE.lock:
+            lifetime = STATE.azure_expires_in
+        tok, exp, nbf = mint_entra_token(tenant, aud, kind, lifetime, app=app)
+        if v1:
+            return self.send_json(200, {"token_type": "Bearer", "expires_in": str(lifetime),
+                                        "ext_expires_in": str(lifetime), "expires_on": str(exp),
+                                        "not_before": str(nbf), "resource": resource,
+                                        "access_token": tok})
+        return self.send_json(200, {"token_type": "Bearer", "expires_in": lifetime,
+                                    "ext_expires_in": lifetime, "access_token": tok})
+
+    def token_endpoints(self, seg, tenant):
+        """What a client assertion's aud may be: this tenant's token endpoints here."""
+        port = self.server.server_address[1]
+        out = set()
+        for host in (f"https://127.0.0.1:{port}", f"https://localhost:{port}"):
+            for t in {seg, tenant}:
+                out.add(f"{host}/{t}/oauth2/v2.0/token")
+                out.add(f"{host}/{t}/oauth2/token")
+        return out
+
+    def check_assertion(self, app, seg, tenant, assertion):
+        """The kind ("cert" or "federated") of a valid client assertion, else None
+        after answering the error."""
+        try:
+            return check_client_assertion(app, assertion, self.token_endpoints(seg, tenant))
+        except EntraReject as e:
+            self.fail(e.code, **e.fmt)
+            return None
+
+    # -- user logins (refresh token, device code) ---------------------------------
+    def user_answer(self, tenant, client_id, scope, user):
+        resource, err = resource_of_scope(scope, False)
+        if err:
+            return self.fail(err[0], **err[1])
+        aud = aud_of_resource(resource)
+        if aud is None:
+            return self.fail(500011, resource=resource, tenant_name=self.tenant_name(tenant))
+        if tenant in GENERIC_TENANTS:
+            tenant = user["tenant"]
+        with STATE.lock:
+            lifetime = STATE.azure_expires_in
+        tok, exp, _ = mint_entra_token(tenant, aud, "user", lifetime, user=user, client_id=client_id)
+        rt = "1.AXkA" + b64url(secrets.token_bytes(48))
+        with STATE.lock:
+            STATE.azure_refresh_tokens[rt] = {"upn": user["upn"], "client_id": client_id.lower(),
+                                              "issued_at": time.time()}
+        now = int(time.time())
+        id_token = sign_jwt(STATE.entra_key, {
+            "aud": client_id, "iss": f"{self.base()}/{tenant}/v2.0", "iat": now - ENTRA_BACKDATE,
+            "nbf": now - ENTRA_BACKDATE, "exp": now + 3600, "name": user["name"], "oid": user["oid"],
+            "preferred_username": user["upn"], "rh": "0.A" + b64url(secrets.token_bytes(24)) + ".",
+            "sub": b64url(hashlib.sha256(f"{user['oid']}/{client_id}".encode()).digest())[:43],
+            "tid": tenant, "uti": b64url(secrets.token_bytes(16))[:22], "ver": "2.0"},
+            header={"typ": "JWT", "alg": "RS256", "kid": ENTRA_KID})
+        client_info = b64url(json.dumps({"uid": user["oid"], "utid": user["tenant"]}).encode())
+        scopes = " ".join(s for s in scope.split() if s not in RESERVED_SCOPES)
+        return self.send_json(200, {"token_type": "Bearer", "scope": scopes, "expires_in": lifetime,
+                                    "ext_expires_in": lifetime, "access_token": tok,
+                                    "refresh_token": rt, "id_token": id_token,
+                                    "client_info": client_info})
+
+    def refresh_grant(self, seg, tenant, form, client_id, v1):
+        one = lambda k: (form.get(k) or [""])[0]  # noqa: E731
+        if not client_id:
+            return self.fail(900144, param="client_id")
+        rt = one("refresh_token")
+        with STATE.lock:
+            rec = STATE.azure_refresh_tokens.get(rt)
+            user = STATE.azure_users.get(rec["upn"]) if rec else None
+        if user is None or (rec["client_id"] and rec["client_id"] != client_id.lower()):
+            return self.fail(700082, issued=entra_time(time.time() - 91 * 86400))
+        scope = one("scope") if not v1 else one("resource") + "/.default"
+        return self.user_answer(tenant, client_id, scope, user)
+
+    def devicecode(self, seg, body):
+        """Device code flow, approved at once by the tenant's first user (so
+        `az login --use-device-code` and kubelogin's devicecode login need no browser)."""
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        one = lambda k: (form.get(k) or [""])[0]  # noqa: E731
+        tenant = STATE.azure_tenant(seg)
+        if tenant is None:
+            return self.fail(90002, tenant=seg)
+        if not one("client_id"):
+            return self.fail(900144, param="client_id")
+        user_code = "".join(secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(9))
+        device_code = "DAQABIQEAAAB" + b64url(secrets.token_bytes(96))
+        with STATE.lock:
+            STATE.azure_device_codes[device_code] = {
+                "client_id": one("client_id").lower(), "scope": one("scope"), "tenant": tenant,
+                "expires_at": time.time() + 900}
+        uri = "https://microsoft.com/devicelogin"
+        return self.send_json(200, {
+            "user_code": user_code, "device_code": device_code, "verification_uri": uri,
+            "expires_in": 900, "interval": 5,
+            "message": f"To sign in, use a web browser to open the page {uri} and enter the code "
+                       f"{user_code} to authenticate."})
+
+    def device_code_grant(self, seg, tenant, form, client_id):
+        code = (form.get("device_code") or [""])[0]
+        with STATE.lock:
+            rec = STATE.azure_device_codes.pop(code, None)
+            users = list(STATE.azure_users.values())
+        if rec is None or rec["expires_at"] < time.time() or not users:
+            return self.fail(70020)
+        user = next((u for u in users if u["tenant"] == rec["tenant"]), users[0])
+        return self.user_answer(tenant, client_id or rec["client_id"], rec["scope"], user)
+
+    # -- App Service managed identity --------------------------------------------
+    def msi_error(self, status, message):
+        return self.send_json(status, {"statusCode": status, "message": message,
+                                       "correlationId": new_guid()})
+
+    def msi_token(self, query):
+        """GET /msi/token?api-version=2019-08-01&resource=R[&client_id|principal_id|
+        object_id|mi_res_id|msi_res_id=...] with X-IDENTITY-HEADER, as App Service's
+        identity endpoint (IDENTITY_ENDPOINT) answers."""
+        STATE.bump("msi_token_requests")
+        status = STATE.take_fault("msi")
+        if status:
+            return self.msi_error(status, "injected failure")
+        one = lambda k: (query.get(k) or [""])[0]  # noqa: E731
+        given = self.headers.get("X-IDENTITY-HEADER")
+        if given is None or not hmac.compare_digest(given, STATE.msi_header or ""):
+            return self.msi_error(401, "Unauthorized request: the X-IDENTITY-HEADER header is "
+                                       "missing or invalid.")
+        if one("api-version") != "2019-08-01":
+            return self.msi_error(400, f"Invalid api-version '{one('api-version')}'. Supported: "
+                                       "2019-08-01.")
+        resource = one("resource")
+        if not resource:
+            return self.msi_error(400, "Required query variable 'resource' is missing.")
+        with STATE.lock:
+            app = STATE.azure_apps.get(AZURE_MSI_APP)
+            app = dict(app) if app else None
+        wanted = [(k, one(k)) for k in ("client_id", "principal_id", "object_id", "mi_res_id",
+                                        "msi_res_id") if one(k)]
+        ok = app is not None and not app["revoked"] and all(
+            v.lower() == {"client_id": app["client_id"], "principal_id": app["oid"],
+                          "object_id": app["oid"]}.get(k, AZURE_MSI_RESOURCE_ID.lower())
+            for k, v in wanted)
+        if not ok:
+            return self.msi_error(400, "Unable to load the proper Managed Identity.")
+        aud = aud_of_resource(resource)
+        if aud is None:
+            _, b = entra_error(500011, resource=resource, tenant_name=self.tenant_name(app["tenant"]))
+            return self.msi_error(400, b["error_description"])
+        with STATE.lock:
+            lifetime = STATE.azure_expires_in
+        tok, exp, _ = mint_entra_token(app["tenant"], aud, "msi", lifetime, app=app)
+        return self.send_json(200, {"access_token": tok, "expires_on": str(exp),
+                                    "resource": resource, "token_type": "Bearer",
+                                    "client_id": app["client_id"]})
+
+
+# -- ARM server ---------------------------------------------------------------------
+
+ARM_SUBS_RE = re.compile(r"^/subscriptions/?$", re.I)
+ARM_SUB_RE = re.compile(r"^/subscriptions/([^/]+)/?$", re.I)
+ARM_TENANTS_RE = re.compile(r"^/tenants/?$", re.I)
+ARM_METADATA_RE = re.compile(r"^/metadata/endpoints/?$", re.I)
+ARM_MC_LIST_RE = re.compile(r"^/subscriptions/([^/]+)(?:/resourceGroups/([^/]+))?/providers/"
+                            r"Microsoft\.ContainerService/managedClusters/?$", re.I)
+ARM_MC_RE = re.compile(r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/"
+                       r"Microsoft\.ContainerService/managedClusters/([^/]+?)"
+                       r"(/listClusterUserCredential)?/?$", re.I)
+
+
+def arm_error(code, message):
+    return {"error": {"code": code, "message": message}}
+
+
+class ArmHandler(BaseHandler):
+    def setup(self):
+        super().setup()
+        self.connection.settimeout(30)
+
+    def do_GET(self):
+        self.handle_arm()
+
+    def do_POST(self):
+        self.read_body()
+        self.handle_arm()
+
+    do_PUT = do_PATCH = do_DELETE = do_POST
+
+    def handle_arm(self):
+        STATE.bump("arm_requests")
+        with STATE.lock:
+            d = STATE.arm_delay_ms
+        if d > 0:
+            time.sleep(d / 1000.0)
+        # `az` joins its "<arm>/" endpoint and "/subscriptions": tolerate "//".
+        parts = urllib.parse.urlsplit(re.sub(r"^/{2,}", "/", self.path))
+        path = re.sub(r"/{2,}", "/", urllib.parse.unquote(parts.path))
+        self.query = {k.lower(): v for k, v in
+                      urllib.parse.parse_qs(parts.query, keep_blank_values=True).items()}
+        if ARM_METADATA_RE.match(path) and self.command == "GET":
+            return self.metadata_endpoints()
+        status = STATE.take_fault("arm")
+        if status:
+            return self.status_error(status, "injected failure")
+        self.claims = self.authenticate()
+        if self.claims is None:
+            return None
+        if not self.one("api-version"):
+            return self.send_json(400, arm_error(
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests."))
+        get = self.command == "GET"
+        if ARM_SUBS_RE.match(path) and get:
+            return self.list_subscriptions()
+        if ARM_TENANTS_RE.match(path) and get:
+            return self.list_tenants()
+        m = ARM_SUB_RE.match(path)
+        if m and get:
+            return self.get_subscription(m.group(1))
+        m = ARM_MC_LIST_RE.match(path)
+        if m and get:
+            return self.list_clusters(m.group(1), m.group(2))
+        m = ARM_MC_RE.match(path)
+        if m and bool(m.group(4)) == (self.command == "POST") and self.command in ("GET", "POST"):
+            return self.cluster(m.group(1), m.group(2), m.group(3), bool(m.group(4)))
+        if m:
+            return self.send_json(405, arm_error(
+                "HttpMethodNotAllowed",
+                f"The requested resource does not support http method '{self.command}'."))
+        return self.send_json(404, arm_error("NotFound", f"No HTTP resource was found that matches "
+                                                         f"the request URI '{path}'."))
+
+    def one(self, k):
+        return (self.query.get(k.lower()) or [""])[0]
+
+    def status_error(self, status, message):
+        headers = [("Retry-After", "1")] if status == 429 else []
+        return self.send_json(status, arm_error(ARM_ERROR_CODES.get(status, "InternalServerError"),
+                                                message), headers)
+
+    def unauthorized(self, code, message, tenant=None):
+        STATE.bump("arm_unauthorized")
+        authz = f"{STATE.entra_url}/{tenant}" if tenant else f"{STATE.entra_url}/"
+        err = "invalid_token" if code != "AuthenticationFailed" else "invalid_request"
+        hdr = (f'Bearer authorization_uri="{authz}", error="{err}", '
+               f'error_description="{message}"')
+        return self.send_json(401, arm_error(code, message), [("WWW-Authenticate", hdr)])
+
+    def authenticate(self):
+        if "Authorization" not in self.headers:
+            self.unauthorized("AuthenticationFailed",
+                              "Authentication failed. The 'Authorization' header is missing.")
+            return None
+        tok = self.bearer()
+        if not tok:
+            self.unauthorized("AuthenticationFailed", "Authentication failed. The 'Authorization' "
+                                                      "header is provided in an invalid format.")
+            return None
+        try:
+            claims = verify_entra_jwt(tok, STATE.entra_public_key,
+                                      ARM_AUDIENCES + (STATE.arm_url + "/",),
+                                      revoked=azure_token_revoked)
+        except AzureReject as e:
+            vlog(f"arm: token rejected: {e.code}")
+            self.unauthorized(e.code, e.message)
+            return None
+        STATE.bump("arm_identities", claims.get("upn") or claims.get("appid"))
+        return claims
+
+    def caller_ids(self):
+        c = self.claims
+        return {str(x).lower() for x in (c.get("appid"), c.get("oid"), c.get("upn")) if x}
+
+    def authorization_failed(self, action, scope):
+        c = self.claims
+        who = c.get("upn") or c.get("appid")
+        return self.send_json(403, arm_error(
+            "AuthorizationFailed",
+            f"The client '{who}' with object id '{c.get('oid')}' does not have authorization to "
+            f"perform action '{action}' over scope '{scope}' or the scope is invalid. If access was "
+            "recently granted, please refresh your credentials."))
+
+    def page(self, items, size, link_path, token_name):
+        raw = self.one("$skiptoken")
+        try:
+            text = b64url_decode(raw).decode() if raw else "o:0"
+            assert text.startswith("o:")
+            start = int(text[2:])
+            assert start >= 0
+        except (ValueError, AssertionError, UnicodeDecodeError):
+            self.send_json(400, arm_error("InvalidSkipToken", f"The skip token '{raw}' is invalid."))
+            return None
+        chunk = items[start:start + size]
+        nxt = None
+        if start + size < len(items):
+            q = urllib.parse.urlencode({"api-version": self.one("api-version"),
+                                        token_name: b64url(f"o:{start + size}".encode())})
+            nxt = f"{STATE.arm_url}{link_path}?{q}"
+        return chunk, nxt
+
+    # -- routes -------------------------------------------------------------
+    def metadata_endpoints(self):
+        """Cloud metadata (unauthenticated), as `az cloud register
+        --endpoint-resource-manager <arm>` reads it (api-version 2022-09-01: one
+        object; older: a list of clouds)."""
+        doc = {
+            "portal": "https://portal.azure.com",
+            "authentication": {"loginEndpoint": STATE.entra_url,
+                               "audiences": ["https://management.core.windows.net/",
+                                             "https://management.azure.com/"],
+                               "tenant": "common", "identityProvider": "AAD"},
+            "media": "https://rest.media.azure.net",
+            "graphAudience": "https://graph.windows.net/",
+            "graph": "https://graph.windows.net/",
+            "name": "AzureCloud",
+            "suffixes": {"azureDataLakeStoreFileSystem": "azuredatalakestore.net",
+                         "acrLoginServer": "azurecr.io", "sqlServerHostname": "database.windows.net",
+                         "azureDataLakeAnalyticsCatalogAndJob": "azuredatalakeanalytics.net",
+                         "keyVaultDns": "vault.azure.net", "storage": "core.windows.net",
+                         "azureFrontDoorEndpointSuffix": "azurefd.net",
+                         "storageSyncEndpointSuffix": "afs.azure.net",
+                         "mhsmDns": "managedhsm.azure.net", "mysqlServerEndpoint":
+                             "mysql.database.azure.com",
+                         "postgresqlServerEndpoint": "postgres.database.azure.com",
+                         "mariadbServerEndpoint": "mariadb.database.azure.com",
+                         "synapseAnalytics": "dev.azuresynapse.net",
+                         "attestationEndpoint": "attest.azure.net"},
+            "batch": "https://batch.core.windows.net/",
+            "resourceManager": f"{STATE.arm_url}/",
+            "vmImageAliasDoc": "https://raw.githubusercontent.com/Azure/azure-rest-api-specs/main/"
+                               "arm-compute/quickstart-templates/aliases.json",
+            "activeDirectoryDataLake": "https://datalake.azure.net/",
+            "sqlManagement": "https://management.core.windows.net:8443/",
+            "microsoftGraphResourceId": "https://graph.microsoft.com/",
+            "appInsightsResourceId": "https://api.applicationinsights.io",
+            "appInsightsTelemetryChannelResourceId": "https://dc.applicationinsights.azure.com/"
+                                                     "v2/track",
+            "attestationResourceId": "https://attest.azure.net",
+            "synapseAnalyticsResourceId": "https://dev.azuresynapse.net",
+            "logAnalyticsResourceId": "https://api.loganalytics.io",
+            "ossrDbmsResourceId": "https://ossrdbms-aad.database.windows.net",
+        }
+        version = self.one("api-version")
+        return self.send_json(200, doc if version >= "2022-09-01" else [doc])
+
+    def visible(self, s):
+        """Whether the caller sees subscription s (its tenant, and an RBAC role there)."""
+        if s["tenant"] != str(self.claims.get("tid", "")).lower():
+            return False
+        return s["access"] is None or bool(self.caller_ids() & set(s["access"]))
+
+    def list_subscriptions(self):
+        STATE.bump("arm_subscription_pages")
+        with STATE.lock:
+            fleet = STATE.azure_fleet
+            size = fleet["subscription_page_size"]
+            subs = [render_subscription(s) for s in fleet["subscriptions"]
+                    if s["state"] != "Deleted" and self.visible(s)]
+        paged = self.page(subs, size, "/subscriptions", "$skiptoken")
+        if paged is None:
+            return None
+        chunk, nxt = paged
+        out = {"value": chunk, "count": {"type": "Total", "value": len(subs)}}
+        if nxt:
+            out["nextLink"] = nxt
+        return self.send_json(200, out)
+
+    def list_tenants(self):
+        tid = str(self.claims.get("tid", "")).lower()
+        with STATE.lock:
+            t = dict(STATE.azure_tenants.get(tid) or {"id": tid, "domain": tid})
+        return self.send_json(200, {"value": [{
+            "id": f"/tenants/{tid}", "tenantId": tid, "countryCode": "NL",
+            "displayName": t.get("name") or t["domain"], "domains": [t["domain"]],
+            "tenantCategory": "Home", "defaultDomain": t["domain"], "tenantType": "AAD"}]})
+
+    def subscription(self, sid):
+        """The subscription record after the tenant check, or None after answering."""
+        with STATE.lock:
+            s = next((x for x in STATE.azure_fleet["subscriptions"] if x["id"] == sid.lower()), None)
+            s = json.loads(json.dumps(s)) if s else None
+        if s is None or s["state"] == "Deleted":
+            self.send_json(404, arm_error("SubscriptionNotFound",
+                                          f"The subscription '{sid}' could not be found."))
+            return None
+        tid = str(self.claims.get("tid", "")).lower()
+        if s["tenant"] != tid:
+            self.unauthorized(
+                "InvalidAuthenticationTokenTenant",
+                f"The access token is from the wrong issuer 'https://sts.windows.net/{tid}/'. It "
+                f"must match the tenant 'https://sts.windows.net/{s['tenant']}/' associated with "
+                f"this subscription. Please use the authority (URL) "
+                f"'https://login.windows.net/{s['tenant']}' to get the token. Note, if the "
+                "subscription is transferred to another tenant there is no impact to the services, "
+                "but information about new tenant could take time to propagate (up to an hour). If "
+                "you just transferred your subscription and see this error message, please try "
+                "back later.", tenant=s["tenant"])
+            return None
+        return s
+
+    def get_subscription(self, sid):
+        s = self.subscription(sid)
+        if s is None:
+            return None
+        if not self.visible(s):
+            return self.send_json(404, arm_error("SubscriptionNotFound",
+                                                 f"The subscription '{sid}' could not be found."))
+        return self.send_json(200, render_subscription(s))
+
+    def take_sub_error(self, sid):
+        """The subscription's injected error, counting down error_count."""
+        with STATE.lock:
+            s = next((x for x in STATE.azure_fleet["subscriptions"] if x["id"] == sid.lower()), None)
+            if s is None or s["error"] is None:
+                return None
+            if s["error_count"] is not None:
+                if s["error_count"] <= 0:
+                    return None
+                s["error_count"] -= 1
+            return s["error"], s["retry_after"]
+
+    def list_clusters(self, sid, rg):
+        STATE.bump("arm_cluster_pages", sid.lower())
+        s = self.subscription(sid)
+        if s is None:
+            return None
+        scope = f"/subscriptions/{s['id']}" + (f"/resourceGroups/{rg}" if rg else "")
+        if not self.visible(s):
+            return self.authorization_failed("Microsoft.ContainerService/managedClusters/read", scope)
+        err = self.take_sub_error(sid)
+        if err:
+            return self.sub_error(s, err, scope)
+        clusters = [c for c in s["clusters"] if rg is None or c["resource_group"].lower() == rg.lower()]
+        if rg is not None and not clusters:
+            return self.send_json(404, arm_error("ResourceGroupNotFound",
+                                                 f"Resource group '{rg}' could not be found."))
+        if not s["registered"]:
+            clusters = []
+        with STATE.lock:
+            size = STATE.azure_fleet["page_size"]
+        link = f"{scope}/providers/Microsoft.ContainerService/managedClusters"
+        paged = self.page(clusters, size, link, "$skipToken")
+        if paged is None:
+            return None
+        chunk, nxt = paged
+        out = {"value": [render_aks_cluster(s, c) for c in chunk]}
+        if nxt:
+            out["nextLink"] = nxt
+        return self.send_json(200, out)
+
+    def sub_error(self, s, err, scope):
+        status, retry_after = err
+        if status in ("AuthorizationFailed", 403):
+            return self.authorization_failed("Microsoft.ContainerService/managedClusters/read", scope)
+        if status in ("SubscriptionNotFound", 404):
+            return self.send_json(404, arm_error("SubscriptionNotFound",
+                                                 f"The subscription '{s['id']}' could not be found."))
+        if status == 429:
+            return self.send_json(429, arm_error(
+                "TooManyRequests", f"Number of 'read' requests for subscription '{s['id']}' actor "
+                                   f"'{self.claims.get('oid')}' exceeded. Please try again after "
+                                   f"'{retry_after}' seconds after additional tokens are available. "
+                                   "Refer to https://aka.ms/arm-throttling"),
+                [("Retry-After", str(retry_after))])
+        if status == 500:
+            return self.send_json(500, arm_error(
+                "InternalServerError", "Encountered internal server error. Diagnostic information: "
+                                       f"timestamp '{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}'"
+                                       f", subscription id '{s['id']}', tracking id '{new_guid()}', "
+                                       f"request correlation id '{new_guid()}'."))
+        return self.status_error(status, "injected failure")
+
+    def cluster(self, sid, rg, name, credential):
+        s = self.subscription(sid)
+        if s is None:
+            return None
+        c = next((x for x in s["clusters"] if x["resource_group"].lower() == rg.lower()
+                  and x["name"].lower() == name.lower()), None)
+        fqdn_param = self.one("server-fqdn").lower()
+        if credential:
+            key = f"{s['id']}/{c['resource_group'] if c else rg}/{c['name'] if c else name}"
+            fq = fqdn_param or "none"
+            STATE.bump("arm_credential_requests", c["name"] if c else name)
+            STATE.bump("arm_credential_server_fqdn", fq)
+            with STATE.lock:
+                per = STATE.stats["arm_credentials"].setdefault(key, {})
+                per[fq] = per.get(fq, 0) + 1
+        else:
+            STATE.bump("arm_cluster_gets")
+        scope = (f"/subscriptions/{s['id']}/resourceGroups/{rg}/providers/"
+                 f"Microsoft.ContainerService/managedClusters/{name}")
+        action = ("Microsoft.ContainerService/managedClusters/listClusterUserCredential/action"
+                  if credential else "Microsoft.ContainerService/managedClusters/read")
+        if not self.visible(s):
+            return self.authorization_failed(action, scope)
+        if c is None or not s["registered"]:
+            if not any(x["resource_group"].lower() == rg.lower() for x in s["clusters"]):
+                return self.send_json(404, arm_error("ResourceGroupNotFound",
+                                                     f"Resource group '{rg}' could not be found."))
+            return self.send_json(404, arm_error(
+                "ResourceNotFound", f"The Resource 'Microsoft.ContainerService/managedClusters/"
+                                    f"{name}' under resource group '{rg}' was not found. For more "
+                                    "details please go to https://aka.ms/ARMResourceNotFoundFix"))
+        if not credential:
+            return self.send_json(200, render_aks_cluster(s, c))
+        with STATE.lock:
+            live = next((x for x in STATE.azure_fleet["subscriptions"] if x["id"] == s["id"]), None)
+            lc = next((x for x in (live or {}).get("clusters", [])
+                       if x["name"] == c["name"] and x["resource_group"] == c["resource_group"]), None)
+            err = lc and lc["credential_error"]
+            if err is not None and lc["credential_error_count"] is not None:
+                if lc["credential_error_count"] > 0:
+                    lc["credential_error_count"] -= 1
+                else:
+                    err = None
+        if err == 403:
+            return self.authorization_failed(action, scope)
+        if err:
+            return self.status_error(err, "injected failure")
+        if fqdn_param not in ("", "public", "private"):
+            return self.send_json(400, arm_error(
+                "InvalidParameter", f"The value '{fqdn_param}' of parameter 'server-fqdn' is "
+                                    "invalid: it must be 'public' or 'private'."))
+        if fqdn_param == "public" and c["private"] and not c["public_fqdn"]:
+            return self.send_json(400, arm_error(
+                "BadRequest", "The cluster is a private cluster without a public FQDN: "
+                              "server-fqdn=public is not available."))
+        fmt = self.one("format").lower() or "exec"
+        if fmt not in ("exec", "azure"):
+            return self.send_json(400, arm_error(
+                "InvalidParameter", f"The value '{fmt}' of parameter 'format' is invalid: it must "
+                                    "be 'azure' or 'exec'."))
+        config = aks_kubeconfig(s, c, fmt, f"{STATE.kube_url}/aks/{c['name']}")
+        return self.send_json(200, {"kubeconfigs": [
+            {"name": "clusterUser", "value": base64.b64encode(config.encode()).decode()}]})
+
+
+# -- Self-test ---------------------------------------------------------------------
+
+
+def azure_self_test(check):
+    """--self-test's Azure part: issued tokens as ARM and the API server check them,
+    and client assertions (certificate and federated) as the token endpoint does."""
+    import tempfile
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    STATE.entra_key, STATE.entra_public_key, STATE.entra_x5t = key, key.public_key(), "self-test"
+    sp = azure_app(AZURE_SECRET_APP, secrets_=["s"])
+    tok, exp, nbf = mint_entra_token(AZURE_TENANT, AKS_SERVER_ID, "secret", 3599, app=sp)
+
+    def verifies(t, audiences=(AKS_SERVER_ID,), now=None, public_key=key.public_key()):
+        try:
+            return verify_entra_jwt(t, public_key, audiences, now=now)["appid"] == AZURE_SECRET_APP
+        except AzureReject as e:
+            if VERBOSE:
+                print(f"     rejected: {e.code}")
+            return False
+
+    head, body, sig = tok.split(".")
+    forged = dict(json.loads(b64url_decode(body)), appid=AZURE_CERT_APP)
+    tampered = f"{head}.{b64url(json.dumps(forged).encode())}.{sig}"
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    check("Entra token verifies", verifies(tok))
+    check("Entra token with a tampered claim rejected", not verifies(tampered))
+    check("Entra token signed by another key rejected",
+          not verifies(tok, public_key=other.public_key()))
+    check("Entra token for another audience (ARM) rejected", not verifies(tok, ARM_AUDIENCES))
+    check("Entra token expired rejected", not verifies(tok, now=exp + 1))
+    check("Entra token before nbf rejected", not verifies(tok, now=nbf - 1))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ckey, ccert = _rsa_key_and_cert(os.path.join(tmp, "sp.pem"), "self-test-sp")
+    tp = cert_thumbprints(ccert)
+    app = azure_app(AZURE_CERT_APP, certs=[tp])
+    ep = f"https://127.0.0.1:1/{AZURE_TENANT}/oauth2/v2.0/token"
+    now = int(time.time())
+
+    def assertion(header, signer=ckey, **claims):
+        base = {"aud": ep, "iss": AZURE_CERT_APP, "sub": AZURE_CERT_APP, "jti": new_guid(),
+                "nbf": now, "exp": now + 600}
+        return sign_jwt(signer, dict(base, **claims), header=header)
+
+    def accepted(a, app=app, issuers=None):
+        try:
+            return check_client_assertion(app, a, {ep}, issuers=issuers or {}, now=now)
+        except EntraReject as e:
+            if VERBOSE:
+                print(f"     rejected: AADSTS{e.code}")
+            return None
+
+    rs = {"alg": "RS256", "typ": "JWT", "x5t": b64url(tp["sha1"])}
+    check("cert assertion RS256 x5t (base64url) accepted", accepted(assertion(rs)) == "cert")
+    check("cert assertion RS256 x5t (standard base64, azure_identity) accepted",
+          accepted(assertion(dict(rs, x5t=base64.b64encode(tp["sha1"]).decode()))) == "cert")
+    check("cert assertion PS256 x5t#S256 (MSAL) accepted",
+          accepted(assertion({"alg": "PS256", "typ": "JWT", "x5t#S256": b64url(tp["sha256"])}))
+          == "cert")
+    check("cert assertion for another endpoint rejected",
+          accepted(assertion(rs, aud="https://login.microsoftonline.com/x/oauth2/v2.0/token")) is None)
+    check("cert assertion expired rejected", accepted(assertion(rs, exp=now - 1)) is None)
+    check("cert assertion valid for an hour rejected", accepted(assertion(rs, exp=now + 3600)) is None)
+    check("cert assertion signed by another key rejected",
+          accepted(assertion(rs, signer=other)) is None)
+    check("cert assertion of an unknown certificate rejected",
+          accepted(assertion(dict(rs, x5t=b64url(b"x" * 20)))) is None)
+
+    fed = azure_app(AZURE_WI_APP, federated=[{"issuer": WI_ISSUER, "subject": WI_SUBJECT,
+                                              "audience": WI_AUDIENCE}])
+    issuers = {WI_ISSUER: other.public_key()}
+
+    def sa_token(**claims):
+        base = {"aud": [WI_AUDIENCE], "iss": WI_ISSUER, "sub": WI_SUBJECT, "iat": now, "nbf": now,
+                "exp": now + 3600}
+        return sign_jwt(other, dict(base, **claims), header={"alg": "RS256", "kid": WI_KID})
+
+    check("federated token accepted", accepted(sa_token(), fed, issuers) == "federated")
+    check("federated token of another subject rejected",
+          accepted(sa_token(sub="system:serviceaccount:x:y"), fed, issuers) is None)
+    check("federated token expired rejected", accepted(sa_token(exp=now - 1), fed, issuers) is None)
+    check("federated token of an unknown issuer rejected",
+          accepted(sa_token(iss="https://elsewhere"), fed, issuers) is None)
+
+
+# -- Control (/_azure/..., on the Google fake) ---------------------------------------
+
+
+def azure_entra_control(req):
+    """POST /_azure/entra: {"revoke_app": id or [ids], "restore_app": id or [ids],
+    "expires_in": N, "apps": [{"client_id", "tenant"?, "secret"?, "certificate"? (PEM),
+    "federated"?: [{"issuer", "subject", "audience"?}], "name"?}], "tenants": [id or
+    {"id", "domain"?}], "users": [{"upn", "tenant"?, "refresh_token"?}], "revoke_tokens":
+    true or client id, "federated_token": {"expires_in"?, "subject"?, "audience"?,
+    "issuer"?}}. Answers the Entra state."""
+    from cryptography import x509
+
+    if not isinstance(req, dict):
+        raise BadRequest("body must be a JSON object")
+    allowed = {"revoke_app", "restore_app", "expires_in", "apps", "tenants", "users",
+               "revoke_tokens", "federated_token"}
+    unknown = set(req) - allowed
+    if unknown:
+        raise BadRequest(f"unknown keys {sorted(unknown)}")
+    apps, tenants, users, tokens = [], [], [], {}
+    for t in req.get("tenants") or []:
+        t = t if isinstance(t, dict) else {"id": t}
+        if not isinstance(t.get("id"), str) or not GUID_RE.match(t["id"]):
+            raise BadRequest(f"tenant id {t.get('id')!r} is not a GUID")
+        tid = t["id"].lower()
+        tenants.append({"id": tid, "domain": str(t.get("domain") or f"tenant-{tid[:8]}.onmicrosoft.com"),
+                        "name": str(t.get("name") or f"Tenant {tid[:8]}")})
+    for a in req.get("apps") or []:
+        if not isinstance(a, dict) or not GUID_RE.match(str(a.get("client_id", ""))):
+            raise BadRequest("an app needs a GUID client_id")
+        bad = set(a) - {"client_id", "tenant", "secret", "certificate", "federated", "name"}
+        if bad:
+            raise BadRequest(f"unknown app keys {sorted(bad)}")
+        certs = []
+        if a.get("certificate"):
+            pem = a["certificate"].encode()
+            try:
+                certs = [cert_thumbprints(x509.load_pem_x509_certificate(
+                    pem[pem.index(b"-----BEGIN CERTIFICATE-----"):]))]
+            except ValueError as e:
+                raise BadRequest(f"certificate: {e}")
+        fed = []
+        for f in a.get("federated") or []:
+            if not isinstance(f, dict) or not f.get("issuer") or not f.get("subject"):
+                raise BadRequest("a federated credential needs issuer and subject")
+            fed.append({"issuer": f["issuer"], "subject": f["subject"],
+                        "audience": f.get("audience") or WI_AUDIENCE})
+        if not (a.get("secret") or certs or fed):
+            raise BadRequest("an app needs a secret, a certificate or federated credentials")
+        apps.append(azure_app(a["client_id"], tenant=a.get("tenant") or AZURE_TENANT,
+                              name=a.get("name"), secrets_=[a["secret"]] if a.get("secret") else [],
+                              certs=certs, federated=fed))
+    for u in req.get("users") or []:
+        if not isinstance(u, dict) or "@" not in str(u.get("upn", "")):
+            raise BadRequest("a user needs a upn")
+        users.append(azure_user(u["upn"], tenant=u.get("tenant") or AZURE_TENANT))
+        tokens[u.get("refresh_token") or "1.AXkA" + b64url(secrets.token_bytes(48))] = {
+            "upn": u["upn"], "client_id": None}
+
+    def ids(v):
+        return [str(x).lower() for x in (v if isinstance(v, list) else [v])] if v else []
+
+    with STATE.lock:
+        for t in tenants:
+            STATE.azure_tenants[t["id"]] = t
+        for a in apps:
+            STATE.azure_apps[a["client_id"]] = a
+        for u in users:
+            STATE.azure_users[u["upn"]] = u
+        STATE.azure_refresh_tokens.update(tokens)
+        for cid in ids(req.get("revoke_app")):
+            if cid not in STATE.azure_apps:
+                raise BadRequest(f"no app {cid}")
+            STATE.azure_apps[cid]["revoked"] = True
+        for cid in ids(req.get("restore_app")):
+            if cid in STATE.azure_apps:
+                STATE.azure_apps[cid]["revoked"] = False
+        if req.get("expires_in") is not None:
+            STATE.azure_expires_in = int(req["expires_in"])
+        rt = req.get("revoke_tokens")
+        if rt:
+            for rec in STATE.azure_tokens.values():
+                if rt is True or rec["client_id"] == str(rt).lower():
+                    rec["revoked"] = True
+    ft = req.get("federated_token")
+    if ft is not None:
+        if not isinstance(ft, dict):
+            raise BadRequest("federated_token must be an object")
+        write_federated_token(STATE.federated_token_file, issuer=ft.get("issuer") or WI_ISSUER,
+                              subject=ft.get("subject") or WI_SUBJECT,
+                              audience=ft.get("audience") or WI_AUDIENCE,
+                              expires_in=int(ft.get("expires_in", 86400)))
+    return azure_entra_state()
+
+
+def azure_entra_state():
+    with STATE.lock:
+        return {"tenants": sorted(STATE.azure_tenants.values(), key=lambda t: t["id"]),
+                "apps": [render_azure_app(a) for a in STATE.azure_apps.values()],
+                "users": [dict(u, refresh_tokens=[t for t, r in STATE.azure_refresh_tokens.items()
+                                                  if r["upn"] == u["upn"]])
+                          for u in STATE.azure_users.values()],
+                "expires_in": STATE.azure_expires_in}
 
 
 # ---------------------------------------------------------------------------
@@ -2064,13 +4001,23 @@ def main(argv=None):
     other_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     other_ctx.load_cert_chain(other_cert, other_key)
     kube_other = TLSServer(("127.0.0.1", 0), KubeHandler, other_ctx)
+    # Azure: Entra (the authority host: azure_identity refuses a non-https one) and
+    # ARM, behind the kube fake's certificate.
+    entra = TLSServer(("127.0.0.1", 0), EntraHandler, ctx)
+    arm = TLSServer(("127.0.0.1", 0), ArmHandler, ctx)
+    STATE.entra_url = f"https://127.0.0.1:{entra.server_address[1]}"
+    STATE.arm_url = f"https://127.0.0.1:{arm.server_address[1]}"
+    # The fake ARM is a cloud of its own (as a sovereign cloud's ARM is): its
+    # root is a resource Entra issues tokens for, and an audience it accepts.
+    AZURE_RESOURCES[STATE.arm_url] = STATE.arm_url + "/"
+    azure_info = make_azure(state_dir)
     fleet = {"projects": bench_fleet(*args.gke_fleet) if args.gke_fleet else {}}
     if args.rm_page_size:
         fleet["rm_page_size"] = args.rm_page_size
     set_gke_fleet(fleet)
 
     threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
-               for s in (google, kube, kube_other)]
+               for s in (google, kube, kube_other, entra, arm)]
     for t in threads:
         t.start()
 
@@ -2091,7 +4038,10 @@ def main(argv=None):
         "sa_key_2": sa_paths[1],
         "sa_email": SA_EMAILS[0],
         "sa_email_2": SA_EMAILS[1],
+        "entra": STATE.entra_url,
+        "arm": STATE.arm_url,
     })
+    info.update(azure_info)
     sys.stdout.write(json.dumps(info) + "\n")
     sys.stdout.flush()
 

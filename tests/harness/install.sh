@@ -2,6 +2,9 @@
 # Installs the third-party parts fleetctx's integration tests drive:
 #   - a Python venv (default <repo>/.venv, override with FLEETCTX_VENV) holding
 #     kubectl, moto, the aws CLI and cryptography (see requirements.txt);
+#   - the Azure CLI in a venv of its own (default <repo>/.venv-az, override with
+#     FLEETCTX_AZ_VENV: its pins must not move the other's), linked as
+#     <venv>/bin/az;
 #   - Debian packages faketime, tmux, zsh, fish, openssl (apt-get, root only).
 # Idempotent and non-interactive: safe to run before every test run.
 set -euo pipefail
@@ -67,6 +70,15 @@ then
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$reqs"
 fi
 
+# --- The Azure CLI -------------------------------------------------------------
+az_venv="${FLEETCTX_AZ_VENV:-$repo/.venv-az}"
+if [[ ! -x "$az_venv/bin/az" ]]; then
+    log "pip install azure-cli (its own venv at $az_venv)"
+    python3 -m venv "$az_venv"
+    "$az_venv/bin/python" -m pip install -q --disable-pip-version-check "azure-cli>=2.60"
+fi
+ln -sfn "$az_venv/bin/az" "$venv/bin/az"
+
 # --- Verify --------------------------------------------------------------------
 fail=0
 # Whole outputs first, then the first line: `| head -n1` under pipefail can kill
@@ -74,11 +86,12 @@ fail=0
 kubectl_out="$("$venv/bin/kubectl" version --client 2>/dev/null)" || { log "kubectl broken"; fail=1; }
 kubectl_v="$(printf '%s\n' "${kubectl_out:-}" | sed -n '1s/^Client Version: //p')"
 aws_v="$("$venv/bin/aws" --version 2>&1 | awk '{print $1}')" || { log "aws CLI broken"; fail=1; }
+az_v="$(AZURE_CONFIG_DIR="$(mktemp -d)" AZURE_CORE_COLLECT_TELEMETRY=false "$venv/bin/az" version --query '"azure-cli"' -o tsv 2>/dev/null)" || { log "az broken"; fail=1; }
 moto_v="$("$venv/bin/python" -c 'import moto, moto.server, cryptography; print(moto.__version__)' 2>/dev/null)" || { log "moto[server] import failed"; fail=1; }
 [[ -x "$venv/bin/moto_server" ]] || { log "moto_server missing"; fail=1; }
 if command -v faketime >/dev/null 2>&1; then ft=yes; else ft=no; log "faketime missing"; fail=1; fi
 shells=""
 for s in tmux zsh fish openssl; do command -v "$s" >/dev/null 2>&1 && shells+="$s " || shells+="!$s "; done
 
-echo "harness: venv=$venv kubectl=${kubectl_v:-?} ${aws_v:-aws?} moto=${moto_v:-?} faketime=$ft tools: ${shells% }"
+echo "harness: venv=$venv kubectl=${kubectl_v:-?} ${aws_v:-aws?} az=${az_v:-?} moto=${moto_v:-?} faketime=$ft tools: ${shells% }"
 exit "$fail"

@@ -594,3 +594,54 @@ impl Drop for Tmux {
             .status();
     }
 }
+
+/// A world pointed at the fakes' Entra ID and ARM, trusting their CA, with an
+/// Azure CLI configuration directory of its own. No identity yet.
+pub fn azure_world(fakes: &Fakes) -> World {
+    let mut world = World::new();
+    let ca = fakes.field("ca_file");
+    let config = world.path("azure").display().to_string();
+    world
+        .set("SSL_CERT_FILE", &ca)
+        .set("REQUESTS_CA_BUNDLE", &ca)
+        .set("AZURE_AUTHORITY_HOST", fakes.url("entra"))
+        .set("FLEETCTX_ARM_ENDPOINT", fakes.url("arm"))
+        .set("AZURE_CONFIG_DIR", config)
+        .set("AZURE_CORE_COLLECT_TELEMETRY", "false")
+        .set("AZURE_CORE_INSTANCE_DISCOVERY", "false");
+    world
+}
+
+/// The fakes' service principal (client secret) in the environment.
+pub fn azure_sp(world: &mut World, fakes: &Fakes) {
+    world
+        .set("AZURE_TENANT_ID", fakes.field("azure_tenant"))
+        .set("AZURE_CLIENT_ID", fakes.field("azure_client_id"))
+        .set("AZURE_CLIENT_SECRET", fakes.field("azure_client_secret"));
+}
+
+/// Replaces the fakes' Azure fleet (subscriptions and their AKS clusters).
+pub fn azure_fleet(fakes: &Fakes, subscriptions: Value) {
+    let answer = http_json(
+        "POST",
+        &fakes.url("google"),
+        "/_azure/fleet",
+        Some(
+            serde_json::json!({"page_size": 2, "subscription_page_size": 2, "subscriptions": subscriptions}),
+        ),
+    );
+    assert!(
+        answer.get("subscriptions").is_some(),
+        "Azure fleet not accepted: {answer}"
+    );
+}
+
+/// The claims of a JWT (no verification: the fake API server verifies).
+pub fn jwt_claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}

@@ -168,16 +168,18 @@ impl Scan for AksScan {
     }
 
     fn prepare(&mut self, context: &ScanContext<'_>) -> Result<(), Discovered> {
-        match crate::token::credential(&AksToken::new(arm_root()), context.token) {
+        let source = AksToken::new(arm_root());
+        // Asking IMDS on a machine without Azure costs seconds: only a scan
+        // that names subscriptions tries the managed identity unasked.
+        if !context.explicit && !source.set_up() {
+            return Err(Discovered::skipped("AKS skipped: no Azure login found (run `az login`, set a service principal in AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET, or pass --aks-subscription to use this machine's managed identity)".to_string()));
+        }
+        // Set up but refused is a failure, never an empty fleet.
+        match crate::token::credential(&source, context.token) {
             Ok(credential) => {
                 self.token = Some(credential.token);
                 Ok(())
             }
-            Err(e) if !context.explicit => Err(Discovered::skipped(format!(
-                "AKS skipped: {} ({})",
-                e.message(),
-                e.hint_text().unwrap_or("run `az login`")
-            ))),
             Err(e) => Err(Discovered::failed("aks".to_string(), e)),
         }
     }

@@ -93,6 +93,22 @@ impl AksToken {
         self.client_id.clone().or_else(|| env("AZURE_CLIENT_ID"))
     }
 
+    /// Whether an Azure identity is set up here (environment, an App Service or
+    /// Arc endpoint, the Azure CLI's login), without asking IMDS.
+    pub fn set_up(&self) -> bool {
+        self.login != Login::Auto
+            || [
+                "AZURE_FEDERATED_TOKEN_FILE",
+                "AZURE_CLIENT_SECRET",
+                "AZURE_CLIENT_CERTIFICATE_PATH",
+                "IDENTITY_ENDPOINT",
+                "MSI_ENDPOINT",
+            ]
+            .iter()
+            .any(|v| env(v).is_some())
+            || azure_cli_profile().is_some_and(|p| p.exists())
+    }
+
     /// The way the identity is found, `Auto` resolved from the environment and
     /// the Azure CLI's files (no network).
     fn resolved(&self) -> Login {
@@ -358,12 +374,14 @@ fn pem_block(text: &str, label: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(body).ok()
 }
 
-impl TokenSource for AksToken {
-    fn cache_key(&self) -> CacheKey {
+impl AksToken {
+    /// Everything that picks the identity; with `token_cache`, also the Azure
+    /// CLI's MSAL token cache, which `az` rewrites when it refreshes a token.
+    fn key(&self, token_cache: bool) -> CacheKey {
         let config = azure_config_dir();
         let file = |name: &str| config.as_ref().map(|d| d.join(name));
         let certificate = env("AZURE_CLIENT_CERTIFICATE_PATH").map(PathBuf::from);
-        KeyBuilder::new("aks")
+        let mut key = KeyBuilder::new("aks")
             .part("resource", Some(&self.resource))
             .part("tenant", self.tenant.as_deref())
             .part("login", Some(self.login.name()))
@@ -379,15 +397,42 @@ impl TokenSource for AksToken {
             .file("AZURE_CLIENT_CERTIFICATE_PATH", certificate.as_deref())
             .env("IDENTITY_ENDPOINT")
             .env("MSI_ENDPOINT")
-            // `az login`, `az logout` and `az account set` rewrite these.
-            .part("azure-config-dir", config.as_deref().and_then(Path::to_str))
-            .file("az-profile", file("azureProfile.json").as_deref())
-            .file("az-token-cache", file("msal_token_cache.json").as_deref())
-            .file(
-                "az-token-cache-bin",
-                file("msal_token_cache.bin").as_deref(),
-            )
-            .finish()
+            // `az login`, `az logout`, `az account set` and `az cloud set`
+            // rewrite these.
+            .part("azure-config-dir", config.as_deref().and_then(Path::to_str));
+        for name in AZ_IDENTITY_FILES {
+            key = key.file(name, file(name).as_deref());
+        }
+        if token_cache {
+            for name in AZ_TOKEN_CACHE_FILES {
+                key = key.file(name, file(name).as_deref());
+            }
+        }
+        key.finish()
+    }
+}
+
+/// The Azure CLI's files that say who is logged in, to which cloud and
+/// subscription (rewritten by login, logout, `account set`, `cloud set`).
+const AZ_IDENTITY_FILES: [&str; 4] = [
+    "azureProfile.json",
+    "service_principal_entries.json",
+    "clouds.config",
+    "config",
+];
+
+/// The Azure CLI's MSAL token cache (`.bin` where it is encrypted).
+const AZ_TOKEN_CACHE_FILES: [&str; 2] = ["msal_token_cache.json", "msal_token_cache.bin"];
+
+impl TokenSource for AksToken {
+    fn cache_key(&self) -> CacheKey {
+        self.key(true)
+    }
+
+    /// `az account get-access-token` rewrites the MSAL token cache when it
+    /// fetches a token, so the key read before a mint is stale after it.
+    fn identity_key(&self) -> Option<CacheKey> {
+        Some(self.key(false))
     }
 
     fn identity(&self) -> String {

@@ -1,0 +1,247 @@
+//! AKS end to end: `fleetctx sync` against a loopback ARM and Entra ID, then the
+//! real kubectl through every synced context, each request's Entra ID token
+//! verified by the fake API server (signature, audience, expiry, tenant).
+
+mod support;
+
+use serde_json::{Value, json};
+use support::*;
+
+const PROD: &str = "11111111-1111-4111-8111-111111111111";
+const SHARED: &str = "22222222-2222-4222-8222-222222222222";
+const OFF: &str = "33333333-3333-4333-8333-333333333333";
+const LATER: &str = "44444444-4444-4444-8444-444444444444";
+
+fn fleet() -> Value {
+    json!([
+        {"id": PROD, "name": "prod", "clusters": [
+            // Resource group names may hold dots and parentheses.
+            {"name": "web", "resource_group": "Team.Web(1)", "location": "westeurope"},
+            {"name": "api", "resource_group": "rg-api", "location": "eastus"},
+            {"name": "legacy", "resource_group": "rg-old", "aad": false},
+        ]},
+        {"id": SHARED, "name": "shared", "clusters": [
+            {"name": "a", "resource_group": "rg"},
+            {"name": "b", "resource_group": "rg"},
+            {"name": "c", "resource_group": "rg"},
+            {"name": "hidden", "resource_group": "rg", "private": true, "public_fqdn": false},
+        ]},
+        {"id": OFF, "name": "cancelled", "state": "Disabled", "clusters": [
+            {"name": "gone", "resource_group": "rg"},
+        ]},
+    ])
+}
+
+/// The loopback fleet (`Fleet`'s kubectl and contexts), its Azure part only.
+fn start() -> Option<Fleet> {
+    let fakes = Fakes::start(&["--no-moto"])?;
+    azure_fleet(&fakes, fleet());
+    let mut world = azure_world(&fakes);
+    azure_sp(&mut world, &fakes);
+    let kubeconfig = world.path("kubeconfig");
+    Some(Fleet {
+        fakes,
+        world,
+        kubeconfig,
+    })
+}
+
+/// `fleetctx sync` of AKS alone into the fleet's kubeconfig.
+fn sync(azure: &Fleet, extra: &[&str]) -> Ran {
+    let kubeconfig = azure.kubeconfig.display().to_string();
+    let mut args = vec!["sync", "--no-gke", "--no-eks", "--kubeconfig", &kubeconfig];
+    args.extend_from_slice(extra);
+    run(&mut azure.world.fleetctx(&args))
+}
+
+fn name(subscription: &str, group: &str, cluster: &str) -> String {
+    format!("aks_{subscription}_{group}_{cluster}")
+}
+
+#[test]
+fn sync_writes_every_entra_cluster_and_kubectl_reaches_each_with_one_cached_token() {
+    needs!("kubectl");
+    let Some(azure) = start() else {
+        return;
+    };
+    let ran = sync(&azure, &[]).ok();
+    let mut expected = vec![
+        name(PROD, "Team.Web(1)", "web"),
+        name(PROD, "rg-api", "api"),
+        name(SHARED, "rg", "a"),
+        name(SHARED, "rg", "b"),
+        name(SHARED, "rg", "c"),
+    ];
+    expected.sort();
+    assert_eq!(azure.contexts(), expected, "stderr:\n{}", ran.stderr);
+
+    // Local accounts only: reported, never asked for credentials, never written.
+    assert!(
+        ran.stderr.contains("legacy") && ran.stderr.contains("local accounts"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("hidden"), "{}", ran.stderr);
+    let written = std::fs::read_to_string(&azure.kubeconfig).unwrap();
+    for secret_field in ["client-key-data", "client-certificate-data", "token:"] {
+        assert!(!written.contains(secret_field), "{written}");
+    }
+    let stats = azure.fakes.stats();
+    assert_eq!(
+        stats["arm_credential_requests"]["legacy"]
+            .as_u64()
+            .unwrap_or(0),
+        0,
+        "the credentials of a local-accounts cluster must not even be asked for: {stats}"
+    );
+    // A disabled subscription lists nothing and is not scanned.
+    assert!(!written.contains(OFF), "{written}");
+
+    // One user per tenant, its exec naming the tenant.
+    let tenant = azure.fakes.field("azure_tenant");
+    let view = azure.kubectl(&["config", "view", "-o", "json"]).ok().json();
+    let users = view["users"].as_array().unwrap();
+    assert_eq!(users.len(), 1, "{view}");
+    assert_eq!(users[0]["name"], format!("fleetctx_aks_{tenant}"));
+    assert_eq!(
+        users[0]["user"]["exec"]["args"],
+        json!(["token", "aks", "--tenant", tenant])
+    );
+
+    // The real kubectl through every context: the API server verifies each
+    // token; one token is minted for all of them (and one for ARM, by sync).
+    let before = azure.fakes.count("entra_token_requests");
+    assert_eq!(before, 1, "sync asks Entra ID once, for ARM");
+    for context in &expected {
+        let got = azure.kubectl(&["--context", context, "get", "namespaces", "-o", "name"]);
+        let got = got.ok();
+        assert!(got.stdout.contains("namespace/default"), "{}", got.stdout);
+    }
+    assert_eq!(
+        azure.fakes.count("entra_token_requests"),
+        2,
+        "one AKS token serves every cluster"
+    );
+    let kinds = &azure.fakes.stats()["kube_token_kinds"];
+    assert!(
+        kinds["aks"].as_u64().unwrap() >= expected.len() as u64,
+        "{kinds}"
+    );
+}
+
+#[test]
+fn a_failing_subscription_or_cluster_is_reported_and_nothing_of_it_is_pruned() {
+    needs!("kubectl");
+    let Some(azure) = start() else {
+        return;
+    };
+    sync(&azure, &[]).ok();
+    let before = azure.contexts();
+
+    // PROD: `web` is gone but `api`'s credentials fail (partial: nothing of it
+    // is pruned); SHARED: the list is forbidden; LATER: new, and healthy.
+    let mut broken = fleet();
+    broken[0]["clusters"] = json!([
+        {"name": "api", "resource_group": "rg-api", "credential_error": 500},
+    ]);
+    broken[1]["error"] = json!(403);
+    broken
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": LATER, "name": "later", "clusters": [{"name": "new", "resource_group": "rg"}]}));
+    azure_fleet(&azure.fakes, broken);
+    let ran = sync(&azure, &[]);
+    assert_ne!(
+        ran.status, 0,
+        "a failed source is a failure: {}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains(SHARED), "{}", ran.stderr);
+    assert!(ran.stderr.contains("api"), "{}", ran.stderr);
+    let mut expected = before.clone();
+    expected.push(name(LATER, "rg", "new"));
+    expected.sort();
+    assert_eq!(azure.contexts(), expected, "{}", ran.stderr);
+
+    // Healed: what is gone goes.
+    let mut healed = fleet();
+    healed[0]["clusters"] = json!([{"name": "api", "resource_group": "rg-api"}]);
+    azure_fleet(&azure.fakes, healed);
+    let ran = sync(&azure, &[]).ok();
+    let contexts = azure.contexts();
+    assert!(
+        !contexts.contains(&name(PROD, "Team.Web(1)", "web")),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        !contexts.contains(&name(LATER, "rg", "new")),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        contexts.contains(&name(SHARED, "rg", "a")),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn rejected_credentials_fail_the_sync_and_leave_the_kubeconfig_alone() {
+    let Some(azure) = start() else {
+        return;
+    };
+    sync(&azure, &[]).ok();
+    let before = std::fs::read(&azure.kubeconfig).unwrap();
+    http_json(
+        "POST",
+        &azure.fakes.url("google"),
+        "/_azure/entra",
+        Some(json!({"revoke_app": azure.fakes.field("azure_client_id")})),
+    );
+    // The ARM token is cached: the revocation shows on the next mint.
+    run(&mut azure
+        .world
+        .fleetctx(&["cache", "clear", "--provider", "aks"]))
+    .ok();
+    let ran = sync(&azure, &[]);
+    assert_ne!(ran.status, 0, "{}", ran.stderr);
+    let client = azure.fakes.field("azure_client_id");
+    assert!(
+        ran.stderr.contains(&client),
+        "names the identity: {}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("AADSTS"), "says why: {}", ran.stderr);
+    assert_eq!(std::fs::read(&azure.kubeconfig).unwrap(), before);
+}
+
+#[test]
+fn named_subscriptions_and_the_private_endpoint() {
+    needs!("kubectl");
+    let Some(azure) = start() else {
+        return;
+    };
+    let ran = sync(
+        &azure,
+        &["--aks-subscription", SHARED, "--aks-endpoint", "private"],
+    )
+    .ok();
+    // Only the private cluster has a private FQDN.
+    assert_eq!(
+        azure.contexts(),
+        vec![name(SHARED, "rg", "hidden")],
+        "{}",
+        ran.stderr
+    );
+    let stats = azure.fakes.stats();
+    assert_eq!(
+        stats["arm_credential_server_fqdn"]["private"].as_u64(),
+        Some(1),
+        "{stats}"
+    );
+    assert_eq!(stats["arm_subscription_pages"].as_u64().unwrap_or(0), 0);
+    azure
+        .kubectl(&["--context", &name(SHARED, "rg", "hidden"), "get", "ns"])
+        .ok();
+}
