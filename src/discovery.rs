@@ -14,7 +14,7 @@ use crate::error::Error;
 /// One cluster, provider-neutral.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Found {
-    /// `gke` or `eks`.
+    /// The cloud's name (`Cloud::name`).
     pub provider: &'static str,
     /// The source that reported it (`gke/PROJECT`, `eks/PROFILE/REGION`).
     pub source: String,

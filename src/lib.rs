@@ -1,4 +1,4 @@
-//! fleetctx: discover every cluster you can reach on GKE and EKS, keep kubeconfig
+//! fleetctx: discover every cluster you can reach on GKE, EKS and AKS, keep kubeconfig
 //! in sync, and serve kubectl cached credentials in milliseconds.
 //!
 //! The binary is a thin shell over this library: `commands` parses, the modules

@@ -485,7 +485,14 @@ fn with_nothing_set_up_each_provider_is_skipped_with_one_line() {
         .lines()
         .filter(|l| l.contains("skipped"))
         .collect();
-    assert_eq!(skipped.len(), 2, "{}", ran.stderr);
+    assert_eq!(skipped.len(), 3, "{}", ran.stderr);
+    assert!(
+        skipped
+            .iter()
+            .any(|l| l.starts_with("fleetctx: AKS skipped") && l.contains("az login")),
+        "{}",
+        ran.stderr
+    );
     assert!(
         skipped
             .iter()

@@ -170,8 +170,9 @@ impl Scan for AksScan {
     fn prepare(&mut self, context: &ScanContext<'_>) -> Result<(), Discovered> {
         let source = AksToken::new(arm_root());
         // Asking IMDS on a machine without Azure costs seconds: only a scan
-        // that names subscriptions tries the managed identity unasked.
-        if !context.explicit && !source.set_up() {
+        // that names subscriptions (not another cloud's sources) tries the
+        // managed identity unasked.
+        if !self.explicit && !source.set_up() {
             return Err(Discovered::skipped("AKS skipped: no Azure login found (run `az login`, set a service principal in AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET, or pass --aks-subscription to use this machine's managed identity)".to_string()));
         }
         // Set up but refused is a failure, never an empty fleet.

@@ -200,7 +200,7 @@ impl AksToken {
             self.resource,
             self.identity_for(login)
         ))
-        .because(first_lines(&e.to_string()))
+        .because(reason(&e.to_string()))
         .hint(hint)
     }
 
@@ -242,6 +242,23 @@ pub fn azure_config_dir() -> Option<PathBuf> {
 /// The Azure CLI's profile: its accounts and which one is the default.
 fn azure_cli_profile() -> Option<PathBuf> {
     azure_config_dir().map(|d| d.join("azureProfile.json"))
+}
+
+/// What Entra ID said. `azure_identity` 1.0 reads an error body with borrowed
+/// strings, which fail on the `\r\n` every real `error_description` holds
+/// ("Trace ID: ..."): the error is then serde's, quoting the description. The
+/// description's first line is recovered from it.
+fn reason(text: &str) -> String {
+    const QUOTED: &str = "invalid type: string \"";
+    const END: &str = "\", expected a borrowed string";
+    match (text.find(QUOTED), text.find(END)) {
+        (Some(start), Some(end)) if start + QUOTED.len() <= end => {
+            let quoted = &text[start + QUOTED.len()..end];
+            let said = quoted.split("\\r\\n").next().unwrap_or(quoted);
+            format!("{}{said}", &text[..start])
+        }
+        _ => first_lines(text),
+    }
 }
 
 /// The first three lines of an SDK error (the troubleshooting links after them
