@@ -3,7 +3,11 @@
 #   - the cache-hit path for EKS and GKE,
 #   - a cold EKS token with static credentials (--no-cache: sign locally, no network),
 #   - `aws eks get-token` for the same cluster (what `aws eks update-kubeconfig` writes),
-#   - `gke-gcloud-auth-plugin` with its cache warm, when it is installed.
+#   - `gke-gcloud-auth-plugin` with its cache warm, when it is installed,
+#   - the AKS cache-hit path through the Azure CLI's login, against the real
+#     `az account get-access-token` for the same token (its MSAL cache warm;
+#     kubelogin's azurecli mode runs exactly that, and kubelogin itself cannot be
+#     installed from the registries this runs with).
 # All in one run, so the ratios compare like with like. Prints medians and ratios.
 #
 # Usage: bash bench/token.sh     (needs the harness: bash tests/harness/install.sh)
@@ -20,7 +24,7 @@ if ! command -v hyperfine >/dev/null; then
         exit 1
     fi
 fi
-[[ -x "$venv/bin/aws" ]] || { echo "bench: run tests/harness/install.sh first" >&2; exit 1; }
+[[ -x "$venv/bin/aws" && -x "$venv/bin/az" ]] || { echo "bench: run tests/harness/install.sh first" >&2; exit 1; }
 
 cargo build --release --quiet --manifest-path "$repo/Cargo.toml"
 bin="${CARGO_TARGET_DIR:-$repo/target}/release/fleetctx"
@@ -38,8 +42,23 @@ mkfifo "$work/fakes.out"
 "$venv/bin/python" "$repo/tests/fakes/fakes.py" --dir "$work/fakes" --no-moto --no-stdin-watch >"$work/fakes.out" &
 fakes_pid=$!
 read -r fakes_line <"$work/fakes.out"
-GOOGLE_APPLICATION_CREDENTIALS="$("$venv/bin/python" -c 'import json,sys; print(json.loads(sys.argv[1])["sa_key"])' "$fakes_line")"
+field() { "$venv/bin/python" -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$fakes_line" "$1"; }
+GOOGLE_APPLICATION_CREDENTIALS="$(field sa_key)"
 export GOOGLE_APPLICATION_CREDENTIALS
+
+# The Azure CLI, logged in to the loopback Entra ID as a service principal.
+aks_scope=6dae42f8-4368-4678-94ff-3960e28e3630/.default
+export AZURE_CONFIG_DIR="$work/azure" AZURE_CORE_COLLECT_TELEMETRY=false AZURE_CORE_INSTANCE_DISCOVERY=false
+export SSL_CERT_FILE="$(field ca_file)" REQUESTS_CA_BUNDLE="$(field ca_file)"
+export AZURE_AUTHORITY_HOST="$(field entra)" FLEETCTX_ARM_ENDPOINT="$(field arm)"
+az="$venv/bin/az"
+# `token aks --login azurecli` runs `az` from PATH, as kubelogin does.
+PATH="$(dirname "$(readlink -f "$az")"):$PATH"
+"$az" cloud register --name FleetFake --skip-endpoint-discovery --endpoint-active-directory "$(field entra)" \
+    --endpoint-resource-manager "$(field arm)/" --endpoint-active-directory-resource-id https://management.azure.com/ >/dev/null
+"$az" cloud set --name FleetFake >/dev/null
+"$az" login --service-principal -u "$(field azure_client_id)" -p "$(field azure_client_secret)" \
+    --tenant "$(field azure_tenant)" --allow-no-subscriptions >/dev/null
 
 eks=(token eks --cluster prod --region eu-west-1)
 # A kubeconfig of 100 contexts for the completion case.
@@ -52,17 +71,21 @@ with open(sys.argv[1], "w") as f:
 KUBECONFIG
 "$bin" "${eks[@]}" >/dev/null   # warm both caches
 "$bin" token gke >/dev/null
+"$bin" token aks >/dev/null
+"$az" account get-access-token --scope "$aks_scope" -o json >/dev/null
 
 cases=(
     -n "fleetctx token eks (cache hit)" "$bin ${eks[*]}"
     -n "fleetctx token gke (cache hit)" "$bin token gke"
+    -n "fleetctx token aks (cache hit, Azure CLI login)" "$bin token aks"
     -n "fleetctx token eks --no-cache (cold, static keys)" "$bin ${eks[*]} --no-cache"
     -n "completion: fleetctx list <TAB> (100 contexts, via env)" \
         "env FLEETCTX_COMPLETE=fish KUBECONFIG=$HOME/fleet.yaml $bin -- fleetctx list gke_project-04"
 )
 hyperfine -N --style basic --warmup 20 --runs "$runs" --export-json "$work/fleetctx.json" "${cases[@]}" >&2
 
-slow=(-n "aws eks get-token" "$venv/bin/aws eks get-token --cluster-name prod --region eu-west-1 --output json")
+slow=(-n "aws eks get-token" "$venv/bin/aws eks get-token --cluster-name prod --region eu-west-1 --output json"
+    -n "az account get-access-token (token cached)" "$az account get-access-token --scope $aks_scope -o json")
 if command -v gke-gcloud-auth-plugin >/dev/null; then
     # Its cache, warm: the file it keeps next to the kubeconfig after a refresh,
     # valid for the kubeconfig's current-context.
@@ -85,15 +108,19 @@ aws = med["aws eks get-token"]
 print(f"\n{'command':<52} {'median':>10} {'vs aws eks get-token':>22}")
 for name, ms in med.items():
     print(f"{name:<52} {ms:>8.2f}ms {aws / ms:>20.0f}x")
+az = med["az account get-access-token (token cached)"]
+aks = med["fleetctx token aks (cache hit, Azure CLI login)"]
+print(f"\n{'fleetctx token aks hit vs az account get-access-token':<52} {az / aks:>10.0f}x")
 PY
 
 # The floor: a process that starts and reads one small file, `cat` of the very
 # cache entry a hit reads. Runs paired and alternated (fleetctx, cat, fleetctx,
 # cat, ...), so both see the same machine; the ratio is the median of the pairs'.
-entry="$(ls "$XDG_CACHE_HOME"/fleetctx/eks-*.json | head -1)"
-"$venv/bin/python" - "$bin" "$entry" "${PAIRS:-1000}" "${eks[@]}" <<'PY'
+paired() { # KIND ARGS...: the hit of `fleetctx ARGS` against `cat` of its KIND entry
+    local kind="$1"; shift
+    "$venv/bin/python" - "$bin" "$(ls -t "$XDG_CACHE_HOME"/fleetctx/"$kind"-*.json | head -1)" "${PAIRS:-1000}" "$kind" "$@" <<'PY'
 import os, statistics, sys, time
-bin_, entry, pairs, args = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+bin_, entry, pairs, kind, args = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:]
 hit, cat = [bin_, *args], ["/bin/cat", entry]
 null = os.open(os.devnull, os.O_WRONLY)
 
@@ -109,7 +136,10 @@ for _ in range(50):
 times = [(once(hit), once(cat)) for _ in range(pairs)]
 ms = lambda ns: statistics.median(ns) / 1e6
 ratio = statistics.median(h / c for h, c in times)
-print(f"\n{'cache hit vs the floor (paired, ' + str(pairs) + ' pairs)':<52} "
+print(f"\n{kind + ' cache hit vs the floor (paired, ' + str(pairs) + ' pairs)':<52} "
       f"hit {ms([h for h, _ in times]):.2f} ms, cat {ms([c for _, c in times]):.2f} ms: "
       f"{ratio:.2f}x   (target: at most 1.4x)")
 PY
+}
+paired eks "${eks[@]}"
+paired aks token aks

@@ -19,9 +19,9 @@ pub struct Found {
     /// The source that reported it (`gke/PROJECT`, `eks/PROFILE/REGION`).
     pub source: String,
     pub name: String,
-    /// GKE zone or region; EKS region.
+    /// GKE zone or region; EKS or AKS region.
     pub location: String,
-    /// GCP project id or AWS account id.
+    /// GCP project id, AWS account id or Azure subscription id.
     pub owner: String,
     /// The AWS profile it was found through (`None`: the default chain).
     pub profile: Option<String>,

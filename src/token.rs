@@ -17,8 +17,8 @@ pub struct Minted {
     pub expires_at: i64,
 }
 
-/// What a cloud provides to the token command. Implemented by `eks::EksToken`
-/// and `gke::GkeToken`.
+/// What a cloud provides to the token command: each cloud's `token.rs`
+/// (`GkeToken`, `EksToken`, `AksToken`).
 pub trait TokenSource {
     /// The cache key: everything that selects the identity or changes the token.
     /// Must be cheap (environment and `stat` only): it runs on every cache hit.
@@ -119,21 +119,26 @@ pub fn credential<S: TokenSource>(source: &S, options: &TokenOptions) -> Result<
         return Ok(hit.into());
     }
 
-    // Miss: one process refreshes, the others wait for its result.
+    // Miss: one process refreshes, the others wait for its result. What picks
+    // the identity is read now, next to the key, and again after the mint.
+    let identity = source.identity_key();
     let what = format!("the {} token for {}", key.kind(), source.identity());
     let _lock = cache.lock_or_warn(&key, options.lock_timeout, &what);
     if let Some(hit) = cache.get(&key, fresh_until()) {
         return Ok(hit.into());
     }
-    let identity = source.identity_key();
     let entry = mint_now(source, &key, Some(&cache), options)?;
-    cache::put_or_warn(&cache, &key, &entry);
-    if identity.is_some() && source.identity_key() == identity {
+    if identity.is_none() {
+        cache::put_or_warn(&cache, &key, &entry);
+    } else if source.identity_key() == identity {
+        cache::put_or_warn(&cache, &key, &entry);
         let after = source.cache_key();
         if after != key {
             cache::put_or_warn(&cache, &after, &entry);
         }
     }
+    // Else the identity changed while this process waited or minted (another
+    // `az login`): whose token this is is unsure, so it is served once, not kept.
     Ok(entry.into())
 }
 

@@ -157,7 +157,12 @@ fn a_failing_subscription_or_cluster_is_reported_and_nothing_of_it_is_pruned() {
         ran.stderr
     );
     assert!(ran.stderr.contains(SHARED), "{}", ran.stderr);
-    assert!(ran.stderr.contains("api"), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("the credentials of api could not be read"),
+        "{}",
+        ran.stderr
+    );
     let mut expected = before.clone();
     expected.push(name(LATER, "rg", "new"));
     expected.sort();
@@ -213,6 +218,8 @@ fn rejected_credentials_fail_the_sync_and_leave_the_kubeconfig_alone() {
         ran.stderr
     );
     assert!(ran.stderr.contains("AADSTS"), "says why: {}", ran.stderr);
+    let secret = azure.fakes.field("azure_client_secret");
+    assert!(!ran.stderr.contains(&secret), "{}", ran.stderr);
     // Entra's words, not a JSON parser's complaint about them.
     assert!(!ran.stderr.contains("borrowed string"), "{}", ran.stderr);
     assert!(!ran.stderr.contains("Trace ID"), "{}", ran.stderr);
@@ -239,12 +246,107 @@ fn named_subscriptions_and_the_private_endpoint() {
     );
     let stats = azure.fakes.stats();
     assert_eq!(
-        stats["arm_credential_server_fqdn"]["private"].as_u64(),
+        stats["arm_credential_server_fqdn"]["none"].as_u64(),
         Some(1),
         "{stats}"
     );
-    assert_eq!(stats["arm_subscription_pages"].as_u64().unwrap_or(0), 0);
+    // Only the named subscription's clusters are listed.
+    assert_eq!(stats["arm_cluster_pages"][PROD].as_u64().unwrap_or(0), 0);
     azure
         .kubectl(&["--context", &name(SHARED, "rg", "hidden"), "get", "ns"])
         .ok();
+}
+
+#[test]
+fn a_throttled_subscription_is_retried_and_counts_as_complete() {
+    needs!("kubectl");
+    let Some(azure) = start() else {
+        return;
+    };
+    sync(&azure, &[]).ok();
+    // Throttled twice (429, Retry-After: 1) while `web` is gone: once it
+    // answers, the subscription is complete, so `web` is pruned.
+    let mut throttled = fleet();
+    throttled[0]["error"] = json!(429);
+    throttled[0]["error_count"] = json!(2);
+    throttled[0]["retry_after"] = json!(1);
+    throttled[0]["clusters"] =
+        json!([{"name": "api", "resource_group": "rg-api", "location": "eastus"}]);
+    azure_fleet(&azure.fakes, throttled);
+    let ran = sync(&azure, &[]).ok();
+    let contexts = azure.contexts();
+    assert!(
+        !contexts.contains(&name(PROD, "Team.Web(1)", "web")),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        contexts.contains(&name(PROD, "rg-api", "api")),
+        "{}",
+        ran.stderr
+    );
+    let pages = azure.fakes.stats()["arm_cluster_pages"][PROD]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(pages >= 3, "two throttled answers, then the list: {pages}");
+
+    // Every synced context answers `fleetctx status`, through `token aks`.
+    let kubeconfig = azure.kubeconfig.display().to_string();
+    let status =
+        run(&mut azure
+            .world
+            .fleetctx(&["status", "--kubeconfig", &kubeconfig, "-o", "json"]));
+    assert_eq!(status.status, 0, "{}\n{}", status.stdout, status.stderr);
+    for context in azure.contexts() {
+        assert!(
+            status.stdout.contains(&context),
+            "{context}: {}",
+            status.stdout
+        );
+    }
+}
+
+#[test]
+fn a_subscription_named_by_anything_but_its_id_is_refused_before_any_call() {
+    let Some(azure) = start() else {
+        return;
+    };
+    let ran = sync(&azure, &["--aks-subscription", "prod"]).failed();
+    assert!(
+        ran.stderr
+            .contains("\"prod\" is not an Azure subscription id"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("az account list"), "{}", ran.stderr);
+    assert_eq!(azure.fakes.count("arm_requests"), 0);
+    // An id in capitals is the same subscription as the listing's.
+    let upper = PROD.to_uppercase();
+    sync(&azure, &["--aks-subscription", &upper]).ok();
+    assert!(azure.contexts().contains(&name(PROD, "rg-api", "api")));
+}
+
+#[test]
+fn an_azure_cli_that_was_logged_out_is_no_azure_login() {
+    let Some(fakes) = Fakes::start(&["--no-moto"]) else {
+        return;
+    };
+    let world = azure_world(&fakes);
+    // What `az logout` leaves: the profile, with no account (and its BOM).
+    let config = world.path("azure");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("azureProfile.json"),
+        "\u{feff}{\"subscriptions\": [], \"installationId\": \"x\"}",
+    )
+    .unwrap();
+    let kubeconfig = world.path("kubeconfig").display().to_string();
+    let ran =
+        run(&mut world.fleetctx(&["sync", "--no-gke", "--no-eks", "--kubeconfig", &kubeconfig]));
+    assert_eq!(ran.status, 0, "skipped, not failed: {}", ran.stderr);
+    assert!(
+        ran.stderr.contains("AKS skipped: no Azure login found"),
+        "{}",
+        ran.stderr
+    );
 }

@@ -75,7 +75,7 @@ az_venv="${FLEETCTX_AZ_VENV:-$repo/.venv-az}"
 if [[ ! -x "$az_venv/bin/az" ]]; then
     log "pip install azure-cli (its own venv at $az_venv)"
     python3 -m venv "$az_venv"
-    "$az_venv/bin/python" -m pip install -q --disable-pip-version-check "azure-cli>=2.60"
+    "$az_venv/bin/python" -m pip install -q --disable-pip-version-check "azure-cli==2.91.0"
 fi
 ln -sfn "$az_venv/bin/az" "$venv/bin/az"
 

@@ -86,70 +86,115 @@ impl Arm {
     }
 
     /// One ARM call, retried when throttled (honouring `Retry-After`) or when
-    /// ARM fails on its side. `what` names it in errors; `hint` says what to do
-    /// when ARM refuses.
+    /// ARM fails on its side. Each attempt holds a place in the concurrency
+    /// bound (`lead`: outside it, for a listing's next page) and its own
+    /// timeout; the waits between attempts hold nothing. `what` names the call
+    /// in errors; `hint` says what to do when ARM refuses.
     async fn call<T: DeserializeOwned>(
+        &self,
+        request: Request<'_>,
+        hint: &(dyn Fn(u16) -> String + Sync),
+        limits: &Limits,
+    ) -> Result<T> {
+        let Request {
+            post,
+            lead,
+            url,
+            what,
+        } = request;
+        // A nextLink is followed only on ARM itself: the token goes nowhere else.
+        if !same_origin(url, &self.root) {
+            return Err(Error::new(format!(
+                "ARM answered a link outside {} while {what}",
+                self.root
+            )));
+        }
+        let logged = format!("{} {url}", if post { "POST" } else { "GET" });
+        with_retries(5, || async {
+            let attempt = async { Ok(self.attempt::<T>(post, url, what, hint, limits).await) };
+            let answered = if lead {
+                limits.lead(&logged, attempt).await
+            } else {
+                limits.call(&logged, attempt).await
+            };
+            answered.unwrap_or_else(|timed_out| Err((timed_out, Retry::Yes)))
+        })
+        .await
+    }
+
+    async fn attempt<T: DeserializeOwned>(
         &self,
         post: bool,
         url: &str,
         what: &str,
         hint: &(dyn Fn(u16) -> String + Sync),
         limits: &Limits,
-    ) -> Result<T> {
-        // A nextLink is followed only on ARM itself: the token goes nowhere else.
-        if !url.starts_with(&self.root) {
-            return Err(Error::new(format!(
-                "ARM answered a link outside {} while {what}",
-                self.root
-            )));
+    ) -> std::result::Result<T, (Error, Retry)> {
+        let request = if post {
+            self.client
+                .post(url)
+                .header(http::header::CONTENT_LENGTH, 0)
+        } else {
+            self.client.get(url)
+        };
+        let response = request
+            .bearer_auth(self.token.expose())
+            .send()
+            .await
+            .map_err(|e| {
+                let failed =
+                    Error::new(format!("could not reach ARM while {what}")).cause(e.without_url());
+                (failed, Retry::Yes)
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return response.json::<T>().await.map_err(|e| {
+                let failed = Error::new(format!("ARM answered an unexpected body while {what}"))
+                    .cause(e.without_url());
+                (failed, Retry::No)
+            });
         }
-        with_retries(5, || async {
-            let request = if post {
-                self.client
-                    .post(url)
-                    .header(http::header::CONTENT_LENGTH, 0)
-            } else {
-                self.client.get(url)
-            };
-            let response = request
-                .bearer_auth(self.token.expose())
-                .send()
-                .await
-                .map_err(|e| {
-                    let failed = Error::new(format!("could not reach ARM while {what}"))
-                        .cause(e.without_url());
-                    (failed, Retry::Yes)
-                })?;
-            let status = response.status();
-            if status.is_success() {
-                return response.json::<T>().await.map_err(|e| {
-                    let failed =
-                        Error::new(format!("ARM answered an unexpected body while {what}"))
-                            .cause(e.without_url());
-                    (failed, Retry::No)
-                });
-            }
-            let retry_after = response
-                .headers()
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            let body = response.text().await.unwrap_or_default();
-            let retry = if status.as_u16() == 429 {
-                limits.throttled();
-                retry_after.map_or(Retry::Yes, Retry::After)
-            } else if status.is_server_error() {
-                retry_after.map_or(Retry::Yes, Retry::After)
-            } else {
-                Retry::No
-            };
-            let failed = Error::new(format!("ARM refused {what} (HTTP {})", status.as_u16()))
-                .because(arm_error(&body).unwrap_or_else(|| format!("HTTP {status}")))
-                .hint(hint(status.as_u16()));
-            Err((failed, retry))
-        })
-        .await
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response.text().await.unwrap_or_default();
+        let retry = if status.as_u16() == 429 {
+            limits.throttled();
+            retry_after.map_or(Retry::Yes, Retry::After)
+        } else if status.is_server_error() {
+            retry_after.map_or(Retry::Yes, Retry::After)
+        } else {
+            Retry::No
+        };
+        let failed = Error::new(format!("ARM refused {what} (HTTP {})", status.as_u16()))
+            .because(arm_error(&body).unwrap_or_else(|| format!("HTTP {status}")))
+            .hint(hint(status.as_u16()));
+        Err((failed, retry))
+    }
+
+    /// The tenants the identity belongs to.
+    pub async fn tenants(&self, limits: &Limits) -> Result<Vec<String>> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Tenant {
+            tenant_id: String,
+        }
+        let hint = |_: u16| "run `az login` (or check the service principal)".to_string();
+        let url = format!("{}tenants?api-version={SUBSCRIPTIONS_API}", self.root);
+        let what = "listing tenants";
+        let page: Page<Tenant> = self
+            .call(Request::get(&url, what).lead(), &hint, limits)
+            .await?;
+        let mut tenants: Vec<String> = page
+            .value
+            .into_iter()
+            .map(|t| t.tenant_id.to_ascii_lowercase())
+            .collect();
+        tenants.dedup();
+        Ok(tenants)
     }
 
     /// Every subscription the identity can see, all pages.
@@ -163,11 +208,8 @@ impl Arm {
         };
         loop {
             let what = "listing subscriptions";
-            let page: Page<Subscription> = limits
-                .lead(
-                    &format!("GET {url}"),
-                    self.call(false, &url, what, &hint, limits),
-                )
+            let page: Page<Subscription> = self
+                .call(Request::get(&url, what).lead(), &hint, limits)
                 .await?;
             all.extend(page.value);
             match page.next_link.filter(|l| !l.is_empty()) {
@@ -188,6 +230,14 @@ impl Arm {
         let source = format!("aks/{subscription}");
         let clusters = match self.managed_clusters(subscription, limits).await {
             Ok(clusters) => clusters,
+            // A subscription that never used AKS has no clusters: not an error.
+            Err(e) if e.to_string().contains("MissingSubscriptionRegistration") => {
+                return SourceResult {
+                    source,
+                    answer: Answer::Empty("the AKS resource provider is not registered"),
+                    clusters: Vec::new(),
+                };
+            }
             Err(e) => return SourceResult::failed(source, e),
         };
         let source = &source;
@@ -249,12 +299,8 @@ impl Arm {
         let what = format!("listing the AKS clusters of subscription {subscription}");
         let mut all = Vec::new();
         loop {
-            let page: Page<ManagedCluster> = limits
-                .call(
-                    &format!("GET {url}"),
-                    self.call(false, &url, &what, &hint, limits),
-                )
-                .await?;
+            let page: Page<ManagedCluster> =
+                self.call(Request::get(&url, &what), &hint, limits).await?;
             all.extend(page.value);
             match page.next_link.filter(|l| !l.is_empty()) {
                 Some(next) => url = next,
@@ -318,10 +364,15 @@ impl Arm {
             ))
         })?;
         let url = format!(
-            "{}{}/listClusterUserCredential?api-version={AKS_API}&server-fqdn={}&format=exec",
+            "{}{}/listClusterUserCredential?api-version={AKS_API}&format=exec{}",
             self.root,
             cluster.id.trim_start_matches('/'),
-            endpoint.name()
+            // What `az aks get-credentials --public-fqdn` sends; a private
+            // cluster's kubeconfig holds its private FQDN by default.
+            match endpoint {
+                Endpoint::Public => "&server-fqdn=public",
+                Endpoint::Private => "",
+            }
         );
         let what = format!(
             "reading the user kubeconfig of AKS cluster {} (subscription {subscription}, resource group {resource_group})",
@@ -334,12 +385,7 @@ impl Arm {
             ),
             _ => "this may be transient: run the sync again; -v logs every API call".to_string(),
         };
-        let answer: Credentials = limits
-            .call(
-                &format!("POST {url}"),
-                self.call(true, &url, &what, &hint, limits),
-            )
-            .await?;
+        let answer: Credentials = self.call(Request::post(&url, &what), &hint, limits).await?;
         let Some((server, ca_data)) = entry_of(&answer, &what)? else {
             warn(format!(
                 "AKS cluster {} (subscription {subscription}, resource group {resource_group}) handed out static credentials (local accounts); skipped: fleetctx never writes them",
@@ -359,6 +405,13 @@ impl Arm {
             token_args.extend(["--tenant".to_string(), tenant.clone()]);
             shared_user = format!("{shared_user}_{tenant}");
         }
+        // Legacy Entra integration: the cluster's own server application.
+        if let Some(server) = cluster.server_app()
+            && !server.eq_ignore_ascii_case(super::AKS_SERVER_APP)
+        {
+            token_args.extend(["--server-id".to_string(), server.to_string()]);
+            shared_user = format!("{shared_user}_{server}");
+        }
         Ok(Some(Found {
             provider: "aks",
             source: source.to_string(),
@@ -372,6 +425,50 @@ impl Arm {
             shared_user: Some(shared_user),
             labels: vec![("resource_group", resource_group.to_string())],
         }))
+    }
+}
+
+/// One ARM request: its method, URL, what it is (for errors), and whether it
+/// is a listing's next page, which runs outside the concurrency bound.
+struct Request<'a> {
+    post: bool,
+    lead: bool,
+    url: &'a str,
+    what: &'a str,
+}
+
+impl<'a> Request<'a> {
+    fn get(url: &'a str, what: &'a str) -> Self {
+        Request {
+            post: false,
+            lead: false,
+            url,
+            what,
+        }
+    }
+
+    fn post(url: &'a str, what: &'a str) -> Self {
+        Request {
+            post: true,
+            ..Request::get(url, what)
+        }
+    }
+
+    fn lead(self) -> Self {
+        Request { lead: true, ..self }
+    }
+}
+
+/// Whether `url` is on the same scheme, host and port as `root` (ARM's
+/// `nextLink`s may spell the port or the host's case differently).
+fn same_origin(url: &str, root: &str) -> bool {
+    match (reqwest::Url::parse(url), reqwest::Url::parse(root)) {
+        (Ok(a), Ok(b)) => {
+            a.scheme() == b.scheme()
+                && a.host_str() == b.host_str()
+                && a.port_or_known_default() == b.port_or_known_default()
+        }
+        _ => false,
     }
 }
 
@@ -398,6 +495,15 @@ struct ManagedCluster {
 }
 
 impl ManagedCluster {
+    /// The server application of a cluster with legacy Entra integration.
+    fn server_app(&self) -> Option<&str> {
+        let aad = self.properties.aad_profile.as_ref()?;
+        (aad.managed == Some(false))
+            .then_some(aad.server_app_id.as_deref())
+            .flatten()
+            .filter(|id| !id.is_empty())
+    }
+
     /// The resource group from the id (`.../resourceGroups/RG/...`, any case).
     fn resource_group(&self) -> Option<&str> {
         let mut parts = self.id.split('/');
@@ -421,6 +527,11 @@ struct Properties {
 struct AadProfile {
     #[serde(rename = "tenantID")]
     tenant_id: Option<String>,
+    /// `false`: legacy Entra integration, with its own server application.
+    #[serde(default)]
+    managed: Option<bool>,
+    #[serde(rename = "serverAppID")]
+    server_app_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -527,6 +638,29 @@ mod tests {
         let (server, ca) = entry_of(&answer(entra), "test").unwrap().unwrap();
         assert_eq!(server, "https://c.hcp.westeurope.azmk8s.io:443");
         assert_eq!(ca.as_deref(), Some("Q0E="));
+    }
+
+    #[test]
+    fn a_next_link_is_followed_only_on_arm_whatever_its_spelling() {
+        let root = "https://management.azure.com/";
+        assert!(same_origin(
+            "https://management.azure.com:443/subscriptions?x=1",
+            root
+        ));
+        assert!(same_origin(
+            "https://MANAGEMENT.azure.com/subscriptions",
+            root
+        ));
+        assert!(!same_origin(
+            "https://management.azure.com.evil.example/subscriptions",
+            root
+        ));
+        assert!(!same_origin(
+            "http://management.azure.com/subscriptions",
+            root
+        ));
+        assert!(!same_origin("https://management.azure.com:8443/x", root));
+        assert!(!same_origin("not a url", root));
     }
 
     #[test]

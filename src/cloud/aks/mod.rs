@@ -54,13 +54,23 @@ fn yes() -> bool {
     true
 }
 
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` in hex.
+fn is_guid(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
 /// An Entra ID token for AKS, shared by every cluster of the tenant.
 ///
 /// Example: fleetctx token aks --tenant 72f988bf-86f1-41af-91ab-2d7cd011db47
 #[derive(Debug, Parser)]
 #[command(name = "aks")]
 struct TokenArgs {
-    /// The tenant to get the token in (default: AZURE_TENANT_ID, else the login's).
+    /// The tenant to get the token in (default: AZURE_TENANT_ID for a service
+    /// principal or workload identity, else the login's own).
     #[arg(long, value_name = "ID")]
     tenant: Option<String>,
     /// How to find the identity (kubelogin's names).
@@ -130,11 +140,25 @@ impl Cloud for Aks {
             return Ok(None);
         }
         let explicit = !flags.aks_subscriptions.is_empty() || !settings.subscriptions.is_empty();
-        let subscriptions = if flags.aks_subscriptions.is_empty() {
+        let named = if flags.aks_subscriptions.is_empty() {
             settings.subscriptions
         } else {
             flags.aks_subscriptions
         };
+        let mut subscriptions: Vec<String> = Vec::new();
+        for id in named {
+            let id = id.trim().to_ascii_lowercase();
+            if !is_guid(&id) {
+                return Err(
+                    Error::new(format!("{id:?} is not an Azure subscription id")).hint(
+                        "name subscriptions by id (a GUID): `az account list -o table` lists them",
+                    ),
+                );
+            }
+            if !subscriptions.contains(&id) {
+                subscriptions.push(id);
+            }
+        }
         Ok(Some(Box::new(AksScan {
             subscriptions,
             endpoint: flags
@@ -195,31 +219,84 @@ impl Scan for AksScan {
                 scanned: true,
                 ..Discovered::failed("aks".to_string(), e)
             };
-            let arm = match discovery::Arm::new(token.clone(), limits) {
+            // An ARM token is one tenant's: every tenant of the identity is
+            // listed with its own, and the listing is complete only when all
+            // answered (else an `az account set` into another tenant would
+            // prune the home tenant's clusters).
+            let home = match discovery::Arm::new(token.clone(), limits) {
                 Ok(arm) => arm,
                 Err(e) => return failed(e),
             };
-            let (subscriptions, listing_complete) = if self.subscriptions.is_empty() {
-                match arm.subscriptions(limits).await {
+            let tenants = match home.tenants(limits).await {
+                Ok(tenants) => tenants,
+                Err(e) => return failed(e),
+            };
+            // The token in hand is its own tenant's (its `tid`); the others
+            // get their own.
+            let home_tenant = token_tenant(token);
+            let others = futures::future::join_all(
+                tenants
+                    .iter()
+                    .filter(|t| Some(t.as_str()) != home_tenant.as_deref())
+                    .map(|t| tenant_arm(t, context)),
+            )
+            .await;
+            let mut others = others.into_iter();
+            let arms: Vec<Result<discovery::Arm>> = tenants
+                .iter()
+                .map(|t| {
+                    if Some(t.as_str()) == home_tenant.as_deref() {
+                        discovery::Arm::new(token.clone(), limits)
+                    } else {
+                        others.next().unwrap_or_else(|| Err(Error::new("no token")))
+                    }
+                })
+                .collect();
+            let mut listing_complete = true;
+            let mut subscriptions: Vec<(String, &discovery::Arm)> = Vec::new();
+            for (tenant, arm) in tenants.iter().zip(&arms) {
+                let listed = match arm {
+                    Ok(arm) => arm.subscriptions(limits).await.map(|all| (arm, all)),
+                    Err(e) => Err(Error::new(e.message())),
+                };
+                match listed {
                     // A disabled subscription is read-only and lists nothing.
-                    Ok(all) => (
+                    Ok((arm, all)) => subscriptions.extend(
                         all.into_iter()
                             .filter(|s| !matches!(s.state.as_str(), "Disabled" | "Deleted"))
-                            .map(|s| s.subscription_id)
-                            .collect(),
-                        true,
+                            .map(|s| (s.subscription_id.to_ascii_lowercase(), arm)),
                     ),
-                    Err(e) => return failed(e),
+                    Err(e) => {
+                        listing_complete = false;
+                        crate::error::warn(format!(
+                            "AKS: the subscriptions of tenant {tenant} could not be listed, so no subscription is pruned: {}",
+                            e.message()
+                        ));
+                    }
                 }
-            } else {
-                (self.subscriptions.clone(), false)
-            };
+            }
+            let mut results: Vec<SourceResult> = Vec::new();
+            if !self.subscriptions.is_empty() {
+                listing_complete = false;
+                subscriptions.retain(|(s, _)| self.subscriptions.contains(s));
+                for named in &self.subscriptions {
+                    if !subscriptions.iter().any(|(s, _)| s == named) {
+                        results.push(SourceResult::failed(
+                            format!("aks/{named}"),
+                            Error::new(format!(
+                                "subscription {named} is not among the enabled subscriptions of the Azure identity's tenants ({})",
+                                tenants.join(", ")
+                            ))
+                            .hint("`az account list --all -o table` shows what the identity sees; check the id and the login"),
+                        ));
+                    }
+                }
+            }
             progress.expect(subscriptions.len());
-            let arm = &arm;
-            let scans = subscriptions.iter().map(|subscription| {
+            let scans = subscriptions.iter().map(|(subscription, arm)| {
                 progress.track(arm.discover_subscription(subscription, self.endpoint, limits))
             });
-            let mut results: Vec<SourceResult> = futures::future::join_all(scans).await;
+            results.extend(futures::future::join_all(scans).await);
             results.sort_by(|a, b| a.source.cmp(&b.source));
             Discovered {
                 results,
@@ -229,4 +306,31 @@ impl Scan for AksScan {
             }
         })
     }
+}
+
+/// The tenant (`tid`) of an Entra ID access token; nothing is trusted from it
+/// but which token to use for which tenant.
+fn token_tenant(token: &Secret) -> Option<String> {
+    use base64::Engine;
+    let payload = token.expose().split('.').nth(1)?;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&claims).ok()?;
+    claims["tid"].as_str().map(str::to_ascii_lowercase)
+}
+
+/// ARM with the identity's token for one tenant, from the cache `token aks`
+/// uses (minting runs its own runtime, so on a blocking thread).
+async fn tenant_arm(tenant: &str, context: &ScanContext<'_>) -> Result<discovery::Arm> {
+    let source = AksToken {
+        tenant: Some(tenant.to_string()),
+        ..AksToken::new(arm_root())
+    };
+    let options = context.token.clone();
+    let credential =
+        tokio::task::spawn_blocking(move || crate::token::credential(&source, &options))
+            .await
+            .map_err(|e| Error::new("the token task failed").cause(e))??;
+    discovery::Arm::new(credential.token, context.limits)
 }

@@ -31,8 +31,8 @@ const PUBLIC_AUTHORITY: &str = "https://login.microsoftonline.com";
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Login {
     /// Workload identity, then a service principal, from the environment; else
-    /// an App Service or Arc managed identity endpoint; else the Azure CLI's
-    /// login; else the VM's managed identity (IMDS).
+    /// an App Service managed identity endpoint; else the Azure CLI's login;
+    /// else the VM's managed identity (IMDS).
     #[default]
     Auto,
     /// The Azure CLI's logged-in account (`az account get-access-token`).
@@ -42,7 +42,7 @@ pub enum Login {
     Spn,
     /// Workload identity: AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID, AZURE_TENANT_ID.
     Workloadidentity,
-    /// The managed identity of the VM, App Service or Arc machine.
+    /// The managed identity of the VM or App Service.
     Msi,
 }
 
@@ -93,20 +93,10 @@ impl AksToken {
         self.client_id.clone().or_else(|| env("AZURE_CLIENT_ID"))
     }
 
-    /// Whether an Azure identity is set up here (environment, an App Service or
-    /// Arc endpoint, the Azure CLI's login), without asking IMDS.
+    /// Whether an Azure identity is set up here (environment, an App Service
+    /// endpoint, the Azure CLI's login), without asking IMDS.
     pub fn set_up(&self) -> bool {
-        self.login != Login::Auto
-            || [
-                "AZURE_FEDERATED_TOKEN_FILE",
-                "AZURE_CLIENT_SECRET",
-                "AZURE_CLIENT_CERTIFICATE_PATH",
-                "IDENTITY_ENDPOINT",
-                "MSI_ENDPOINT",
-            ]
-            .iter()
-            .any(|v| env(v).is_some())
-            || azure_cli_profile().is_some_and(|p| p.exists())
+        self.login != Login::Auto || self.resolved() != Login::Msi || app_service()
     }
 
     /// The way the identity is found, `Auto` resolved from the environment and
@@ -122,9 +112,11 @@ impl AksToken {
             && self.client_id().is_some()
         {
             Login::Spn
-        } else if has("IDENTITY_ENDPOINT") || has("MSI_ENDPOINT") {
+        } else if app_service() {
             Login::Msi
-        } else if azure_cli_profile().is_some_and(|p| p.exists()) {
+        } else if azure_cli_logged_in() {
+            // Cloud Shell too: its MSI_ENDPOINT is one azure_identity refuses,
+            // and its `az` is logged in.
             Login::Azurecli
         } else {
             Login::Msi
@@ -149,7 +141,7 @@ impl AksToken {
             Login::Spn => return self.service_principal(),
             Login::Msi | Login::Auto => {
                 ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
-                    user_assigned_id: self.client_id.clone().map(UserAssignedId::ClientId),
+                    user_assigned_id: self.client_id().map(UserAssignedId::ClientId),
                     ..Default::default()
                 }))
                 .map(|c| c as Arc<dyn TokenCredential>)
@@ -183,6 +175,9 @@ impl AksToken {
 
     fn refused(&self, login: Login, e: azure_core::Error) -> Error {
         let hint = match login {
+            Login::Azurecli if e.to_string().contains("not found on PATH") => {
+                "install the Azure CLI (https://learn.microsoft.com/cli/azure/install-azure-cli) and run `az login`, or pick another --login".to_string()
+            }
             Login::Azurecli => format!(
                 "run `az login`{}; `az account get-access-token --scope {}` shows what the Azure CLI answers",
                 self.tenant
@@ -215,7 +210,7 @@ impl AksToken {
                 "workload identity {}",
                 self.client_id().unwrap_or_else(|| "?".into())
             ),
-            Login::Msi | Login::Auto => match self.client_id.as_deref() {
+            Login::Msi | Login::Auto => match self.client_id().as_deref() {
                 Some(id) => format!("managed identity {id}"),
                 None => "the managed identity".to_string(),
             },
@@ -239,9 +234,27 @@ pub fn azure_config_dir() -> Option<PathBuf> {
         .or_else(|| directories::BaseDirs::new().map(|d| d.home_dir().join(".azure")))
 }
 
-/// The Azure CLI's profile: its accounts and which one is the default.
-fn azure_cli_profile() -> Option<PathBuf> {
-    azure_config_dir().map(|d| d.join("azureProfile.json"))
+/// Whether the Azure CLI is logged in: its profile lists an account (`az
+/// logout` leaves the file with none). The file starts with a BOM.
+fn azure_cli_logged_in() -> bool {
+    let Some(text) =
+        azure_config_dir().and_then(|d| std::fs::read_to_string(d.join("azureProfile.json")).ok())
+    else {
+        return false;
+    };
+    serde_json::from_str::<serde_json::Value>(text.trim_start_matches('\u{feff}'))
+        .ok()
+        .and_then(|p| p["subscriptions"].as_array().map(|s| !s.is_empty()))
+        .unwrap_or(false)
+}
+
+/// An App Service (or Functions) managed identity endpoint: the one managed
+/// identity besides IMDS that `azure_identity` 1.0 serves (it refuses Cloud
+/// Shell's and Arc's).
+fn app_service() -> bool {
+    env("IDENTITY_ENDPOINT").is_some()
+        && env("IDENTITY_HEADER").is_some()
+        && env("IDENTITY_SERVER_THUMBPRINT").is_none()
 }
 
 /// What Entra ID said. `azure_identity` 1.0 reads an error body with borrowed
@@ -475,13 +488,26 @@ impl TokenSource for AksToken {
             _ => context.options.timeout,
         };
         let what = format!("getting an Entra ID token ({})", self.identity_for(login));
-        let token = within(limit, &what, async {
+        let asked = within(limit, &what, async {
             credential
                 .get_token(&[scope.as_str()], None)
                 .await
                 .map_err(|e| self.refused(login, e))
         })
-        .await?;
+        .await;
+        let token = match asked {
+            // Nothing answered the last guess: no identity here at all.
+            Err(_) if login == Login::Msi && self.login == Login::Auto && !app_service() => {
+                return Err(self.refused(
+                    Login::Auto,
+                    azure_core::Error::with_message(
+                        azure_core::error::ErrorKind::Credential,
+                        "no managed identity endpoint (IMDS) answered",
+                    ),
+                ));
+            }
+            other => other?,
+        };
         Ok(Minted {
             token: Secret::new(token.token.secret()),
             expires_at: token.expires_on.unix_timestamp(),
