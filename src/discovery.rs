@@ -349,6 +349,28 @@ impl Limits {
     }
 }
 
+/// Whether a failed HTTP answer is worth another try, and when: a throttled
+/// one (429, which also tells `limits`) or a server error, after what its
+/// `Retry-After` asks; nothing else.
+pub fn retry_of(
+    status: http::StatusCode,
+    headers: &http::HeaderMap,
+    limits: &Limits,
+) -> crate::token::Retry {
+    use crate::token::Retry;
+    let asked = headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    if status.as_u16() == 429 {
+        limits.throttled();
+    } else if !status.is_server_error() {
+        return Retry::No;
+    }
+    asked.map_or(Retry::Yes, Retry::After)
+}
+
 /// Live progress on stderr when it is a terminal: sources done of those known,
 /// clusters found. Nothing of the kind when stderr is a pipe or a file.
 pub struct Progress {

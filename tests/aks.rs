@@ -350,3 +350,59 @@ fn an_azure_cli_that_was_logged_out_is_no_azure_login() {
         ran.stderr
     );
 }
+
+#[test]
+fn every_tenant_is_listed_with_its_own_token_and_switching_tenants_prunes_nothing() {
+    needs!("kubectl");
+    let Some(mut azure) = start() else {
+        return;
+    };
+    const OTHER_TENANT: &str = "5e7d0c2a-1b3f-4c5d-8e9f-0a1b2c3d4e5f";
+    const GUEST_SUB: &str = "55555555-5555-4555-8555-555555555555";
+    let answer = http_json(
+        "POST",
+        &azure.fakes.url("google"),
+        "/_azure/entra",
+        Some(json!({
+            "tenants": [{"id": OTHER_TENANT}],
+            "guest": [{"client_id": azure.fakes.field("azure_client_id"), "tenant": OTHER_TENANT}],
+        })),
+    );
+    assert!(answer.get("error").is_none(), "{answer}");
+    let mut subscriptions = fleet();
+    subscriptions.as_array_mut().unwrap().push(json!({
+        "id": GUEST_SUB, "tenant": OTHER_TENANT, "name": "guest",
+        "clusters": [{"name": "partner", "resource_group": "rg"}],
+    }));
+    azure_fleet(&azure.fakes, subscriptions);
+    let ran = sync(&azure, &[]).ok();
+    let contexts = azure.contexts();
+    let partner = name(GUEST_SUB, "rg", "partner");
+    assert!(contexts.contains(&partner), "{}", ran.stderr);
+    assert!(
+        contexts.contains(&name(PROD, "rg-api", "api")),
+        "{}",
+        ran.stderr
+    );
+    // The other tenant's clusters get its own user and tokens.
+    azure
+        .kubectl(&["--context", &partner, "get", "namespaces"])
+        .ok();
+    let view = azure.kubectl(&["config", "view", "-o", "json"]).ok().json();
+    let users: Vec<&str> = view["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        users.contains(&format!("fleetctx_aks_{OTHER_TENANT}").as_str()),
+        "{users:?}"
+    );
+
+    // The login's own tenant is now the other one (`az account set` into it):
+    // the home tenant's clusters are still listed, so nothing is pruned.
+    azure.world.set("AZURE_TENANT_ID", OTHER_TENANT);
+    let ran = sync(&azure, &[]).ok();
+    assert_eq!(azure.contexts(), contexts, "{}", ran.stderr);
+}

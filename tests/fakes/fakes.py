@@ -3131,7 +3131,8 @@ class EntraHandler(BaseHandler):
         with STATE.lock:
             app = STATE.azure_apps.get(client_id.lower())
             app = dict(app) if app else None
-        if app is None or app["tenant"] != tenant or app["kind"] == "msi":
+        if (app is None or app["kind"] == "msi"
+                or (app["tenant"] != tenant and tenant not in app.get("guest_tenants", ()))):
             return self.fail(700016, client_id=client_id, tenant_name=self.tenant_name(tenant))
         if v1:
             resource = one("resource")
@@ -3527,13 +3528,20 @@ class ArmHandler(BaseHandler):
         return self.send_json(200, out)
 
     def list_tenants(self):
+        """Every tenant the identity is in, whichever tenant its token is for (an
+        app's home tenant and those it was added to as a guest)."""
         tid = str(self.claims.get("tid", "")).lower()
+        appid = str(self.claims.get("appid", "")).lower()
         with STATE.lock:
-            t = dict(STATE.azure_tenants.get(tid) or {"id": tid, "domain": tid})
+            app = STATE.azure_apps.get(appid)
+            tids = [tid] if app is None else [app["tenant"], *app.get("guest_tenants", ())]
+            known = {t: dict(STATE.azure_tenants.get(t) or {"id": t, "domain": t}) for t in tids}
         return self.send_json(200, {"value": [{
-            "id": f"/tenants/{tid}", "tenantId": tid, "countryCode": "NL",
-            "displayName": t.get("name") or t["domain"], "domains": [t["domain"]],
-            "tenantCategory": "Home", "defaultDomain": t["domain"], "tenantType": "AAD"}]})
+            "id": f"/tenants/{t}", "tenantId": t, "countryCode": "NL",
+            "displayName": known[t].get("name") or known[t]["domain"],
+            "domains": [known[t]["domain"]],
+            "tenantCategory": "Home" if app is None or t == app["tenant"] else "ProjectedBy",
+            "defaultDomain": known[t]["domain"], "tenantType": "AAD"} for t in tids]})
 
     def subscription(self, sid):
         """The subscription record after the tenant check, or None after answering."""
@@ -3798,7 +3806,7 @@ def azure_entra_control(req):
     if not isinstance(req, dict):
         raise BadRequest("body must be a JSON object")
     allowed = {"revoke_app", "restore_app", "expires_in", "apps", "tenants", "users",
-               "revoke_tokens", "federated_token"}
+               "revoke_tokens", "federated_token", "guest"}
     unknown = set(req) - allowed
     if unknown:
         raise BadRequest(f"unknown keys {sorted(unknown)}")
@@ -3853,6 +3861,12 @@ def azure_entra_control(req):
         for u in users:
             STATE.azure_users[u["upn"]] = u
         STATE.azure_refresh_tokens.update(tokens)
+        for g in req.get("guest") or []:
+            # A multi-tenant app with a service principal in another tenant.
+            app = STATE.azure_apps.get(str(g["client_id"]).lower())
+            if app is None:
+                raise BadRequest(f"no app {g['client_id']}")
+            app.setdefault("guest_tenants", []).append(str(g["tenant"]).lower())
         for cid in ids(req.get("revoke_app")):
             if cid not in STATE.azure_apps:
                 raise BadRequest(f"no app {cid}")

@@ -2,8 +2,6 @@
 //! and each cluster's server and CA from `listClusterUserCredential`. Static
 //! credentials that a cluster without Entra ID hands out are never kept.
 
-use std::time::Duration;
-
 use base64::Engine;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -154,21 +152,8 @@ impl Arm {
                 (failed, Retry::No)
             });
         }
-        let retry_after = response
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry = crate::discovery::retry_of(status, response.headers(), limits);
         let body = response.text().await.unwrap_or_default();
-        let retry = if status.as_u16() == 429 {
-            limits.throttled();
-            retry_after.map_or(Retry::Yes, Retry::After)
-        } else if status.is_server_error() {
-            retry_after.map_or(Retry::Yes, Retry::After)
-        } else {
-            Retry::No
-        };
         let failed = Error::new(format!("ARM refused {what} (HTTP {})", status.as_u16()))
             .because(arm_error(&body).unwrap_or_else(|| format!("HTTP {status}")))
             .hint(hint(status.as_u16()));

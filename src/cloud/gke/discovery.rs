@@ -168,21 +168,8 @@ pub async fn list_projects(
                         .await
                         .map_err(|e| (Error::new(format!("{url} answered an unexpected body")).cause(e.without_url()), Retry::No));
                 }
-                let retry_after = response
-                    .headers()
-                    .get(http::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                let retry = crate::discovery::retry_of(status, response.headers(), limits);
                 let body = response.text().await.unwrap_or_default();
-                let retry = if status.as_u16() == 429 {
-                    limits.throttled();
-                    retry_after.map_or(Retry::Yes, Retry::After)
-                } else if status.is_server_error() {
-                    retry_after.map_or(Retry::Yes, Retry::After)
-                } else {
-                    Retry::No
-                };
                 Err((
                     Error::new(format!("could not list projects (HTTP {})", status.as_u16()))
                         .because(google_error_message(&body).unwrap_or(body))
