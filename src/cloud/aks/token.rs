@@ -215,7 +215,14 @@ impl AksToken {
                 None => "the managed identity".to_string(),
             },
         };
-        if let Some(tenant) = self.tenant() {
+        // The tenant each asks in: AZURE_TENANT_ID is a service principal's
+        // or workload identity's; the Azure CLI takes only --tenant.
+        let tenant = match login {
+            Login::Spn | Login::Workloadidentity => self.tenant(),
+            Login::Azurecli => self.tenant.clone(),
+            Login::Msi | Login::Auto => None,
+        };
+        if let Some(tenant) = tenant {
             who.push_str(&format!(" in tenant {tenant}"));
         }
         who
