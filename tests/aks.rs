@@ -406,3 +406,55 @@ fn every_tenant_is_listed_with_its_own_token_and_switching_tenants_prunes_nothin
     let ran = sync(&azure, &[]).ok();
     assert_eq!(azure.contexts(), contexts, "{}", ran.stderr);
 }
+
+#[test]
+fn a_legacy_entra_cluster_gets_its_own_server_application_and_kubectl_reaches_it() {
+    needs!("kubectl");
+    let Some(azure) = start() else {
+        return;
+    };
+    const SERVER_APP: &str = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+    let mut legacy = fleet();
+    legacy[0]["clusters"] = json!([
+        {"name": "old-aad", "resource_group": "rg", "server_app": SERVER_APP},
+        {"name": "api", "resource_group": "rg-api"},
+    ]);
+    azure_fleet(&azure.fakes, legacy);
+    let ran = sync(&azure, &[]).ok();
+    let old = name(PROD, "rg", "old-aad");
+    let tenant = azure.fakes.field("azure_tenant");
+    let view = azure.kubectl(&["config", "view", "-o", "json"]).ok().json();
+    let user = |name: String| {
+        view["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("no user {name}: {}", ran.stderr))
+            .clone()
+    };
+    assert_eq!(
+        user(format!("fleetctx_aks_{tenant}_{SERVER_APP}"))["user"]["exec"]["args"],
+        json!([
+            "token",
+            "aks",
+            "--tenant",
+            tenant,
+            "--server-id",
+            SERVER_APP
+        ])
+    );
+    // Its API server takes only tokens for its own application; the others
+    // only the AKS one.
+    azure
+        .kubectl(&["--context", &old, "get", "namespaces"])
+        .ok();
+    azure
+        .kubectl(&[
+            "--context",
+            &name(PROD, "rg-api", "api"),
+            "get",
+            "namespaces",
+        ])
+        .ok();
+}

@@ -182,6 +182,9 @@ fn the_azure_cli_login_is_served_from_the_cache_and_login_logout_or_account_set_
         ]),
     );
     let mut world = azure_world(&fakes);
+    // Cloud Shell sets MSI_ENDPOINT, a managed identity azure_identity refuses;
+    // its `az` is logged in, and that is the login to use.
+    world.set("MSI_ENDPOINT", "http://127.0.0.1:9/");
     let runs = counted_az(&mut world);
     let entra = fakes.url("entra");
     let arm = format!("{}/", fakes.url("arm"));

@@ -1992,7 +1992,7 @@ class KubeHandler(BaseHandler):
         authentication webhook checks it; its tid must be the cluster's tenant when
         the fleet holds a cluster of that name."""
         try:
-            claims = verify_entra_jwt(tok, STATE.entra_public_key, (AKS_SERVER_ID,),
+            claims = verify_entra_jwt(tok, STATE.entra_public_key, aks_cluster_audiences(cluster),
                                       revoked=azure_token_revoked)
         except AzureReject as e:
             vlog(f"kube: AKS token rejected: {e.code}")
@@ -2626,7 +2626,8 @@ AZ_SUB_KEYS = {"id", "tenant", "name", "state", "error", "error_count", "retry_a
                "access", "clusters"}
 AKS_CLUSTER_KEYS = {"name", "resource_group", "location", "private", "public_fqdn", "aad",
                     "azure_rbac", "disable_local_accounts", "provisioning_state", "power",
-                    "credential_error", "credential_error_count", "tags", "version", "dns_prefix"}
+                    "credential_error", "credential_error_count", "tags", "version", "dns_prefix",
+                    "server_app"}
 ARM_ERROR_CODES = {400: "BadRequest", 401: "AuthenticationFailed", 403: "AuthorizationFailed",
                    404: "NotFound", 409: "Conflict", 429: "TooManyRequests",
                    500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable",
@@ -2667,7 +2668,16 @@ def normalize_aks_cluster(c):
     tags = c.get("tags") or {}
     if not isinstance(tags, dict):
         raise BadRequest("tags must be an object")
+    # Legacy Entra integration: the cluster's own server application, a resource
+    # of its tenant that Entra issues tokens for.
+    server_app = c.get("server_app")
+    if server_app is not None:
+        if not aad or not GUID_RE.match(str(server_app)):
+            raise BadRequest(f"cluster {name!r}: server_app must be a GUID, on an aad cluster")
+        server_app = str(server_app).lower()
+        AZURE_RESOURCES[server_app] = server_app
     return {
+        "server_app": server_app,
         "name": name, "resource_group": rg,
         "location": str(c.get("location") or AKS_DEFAULT_LOCATION).lower(),
         "private": bool(c.get("private", False)),
@@ -2810,6 +2820,9 @@ def render_aks_cluster(s, c):
     if c["aad"]:
         props["aadProfile"] = {"managed": True, "enableAzureRBAC": c["azure_rbac"],
                                "tenantID": s["tenant"]}
+        if c["server_app"]:
+            props["aadProfile"] = {"managed": False, "serverAppID": c["server_app"],
+                                   "clientAppID": KUBELOGIN_CLIENT_ID, "tenantID": s["tenant"]}
     props["maxAgentPools"] = 100
     if c["private"]:
         props["apiServerAccessProfile"] = {"enablePrivateCluster": True, "privateDNSZone": "system",
@@ -2879,14 +2892,15 @@ def aks_kubeconfig(s, c, fmt, server):
         lines += [f"    client-certificate-data: {cert}", f"    client-key-data: {key}",
                   f"    token: {token}{token}"]
     elif fmt == "azure":
-        lines += ["    auth-provider:", "      config:", f"        apiserver-id: {AKS_SERVER_ID}",
+        lines += ["    auth-provider:", "      config:", f"        apiserver-id: {c['server_app'] or AKS_SERVER_ID}",
                   f"        client-id: {KUBELOGIN_CLIENT_ID}", '        config-mode: "1"',
                   "        environment: AzurePublicCloud", f"        tenant-id: {s['tenant']}",
                   "      name: azure"]
     else:
         lines += ["    exec:", "      apiVersion: client.authentication.k8s.io/v1beta1", "      args:",
                   "      - get-token", "      - --environment", "      - AzurePublicCloud",
-                  "      - --server-id", f"      - {AKS_SERVER_ID}", "      - --client-id",
+                  "      - --server-id", f"      - {c['server_app'] or AKS_SERVER_ID}",
+                  "      - --client-id",
                   f"      - {KUBELOGIN_CLIENT_ID}", "      - --tenant-id", f"      - {s['tenant']}",
                   "      - --login", "      - devicecode", "      command: kubelogin",
                   "      env: null", "      installHint: |2", "",
@@ -2901,6 +2915,15 @@ def aks_cluster_tenants(name):
     with STATE.lock:
         return {s["tenant"] for s in STATE.azure_fleet["subscriptions"]
                 for c in s["clusters"] if c["name"].lower() == name.lower()}
+
+
+def aks_cluster_audiences(name):
+    """What the API server of the clusters called `name` accepts as `aud`: the AKS
+    server application, or a legacy Entra cluster's own server application."""
+    with STATE.lock:
+        own = {c["server_app"] for s in STATE.azure_fleet["subscriptions"]
+               for c in s["clusters"] if c["name"].lower() == name.lower() and c["server_app"]}
+    return tuple(own) or (AKS_SERVER_ID,)
 
 
 # -- Entra server -------------------------------------------------------------------

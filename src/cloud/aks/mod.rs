@@ -234,24 +234,19 @@ impl Scan for AksScan {
             // The token in hand is its own tenant's (its `tid`); the others
             // get their own.
             let home_tenant = token_tenant(token);
-            let others = futures::future::join_all(
-                tenants
-                    .iter()
-                    .filter(|t| Some(t.as_str()) != home_tenant.as_deref())
-                    .map(|t| tenant_arm(t, context)),
-            )
-            .await;
-            let mut others = others.into_iter();
-            let arms: Vec<Result<discovery::Arm>> = tenants
-                .iter()
-                .map(|t| {
-                    if Some(t.as_str()) == home_tenant.as_deref() {
-                        discovery::Arm::new(token.clone(), limits)
-                    } else {
-                        others.next().unwrap_or_else(|| Err(Error::new("no token")))
+            let mut home = Some(home);
+            let arms = futures::future::join_all(tenants.iter().map(|tenant| {
+                let mine = (Some(tenant) == home_tenant.as_ref())
+                    .then(|| home.take())
+                    .flatten();
+                async move {
+                    match mine {
+                        Some(arm) => Ok(arm),
+                        None => tenant_arm(tenant, context).await,
                     }
-                })
-                .collect();
+                }
+            }))
+            .await;
             let mut listing_complete = true;
             let mut subscriptions: Vec<(String, &discovery::Arm)> = Vec::new();
             for (tenant, arm) in tenants.iter().zip(&arms) {
